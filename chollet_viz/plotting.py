@@ -1,0 +1,116 @@
+"""Figures for the course: image grids, channel mosaics and heatmap overlays (matplotlib).
+
+Mosaics are tiled with NumPy and drawn with a single ``imshow``, which is much faster
+than one subplot per channel and gives the same picture.
+"""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+
+
+def standardize_channels(maps: np.ndarray) -> np.ndarray:
+    """The book's display normalisation, per channel: centre, scale to std 64, shift to 128.
+
+    ``maps`` has shape (height, width, channels); returns uint8. A constant channel (a
+    dead ReLU channel is zero everywhere) becomes a blank tile of value 128 instead of
+    the book's division by zero.
+    """
+    maps = np.asarray(maps, dtype=np.float32)
+    centred = maps - maps.mean(axis=(0, 1), keepdims=True)
+    std = centred.std(axis=(0, 1), keepdims=True)
+    scaled = np.divide(centred, std, out=np.zeros_like(centred), where=std > 0)
+    return np.clip(scaled * 64 + 128, 0, 255).astype(np.uint8)
+
+
+def tile(images: np.ndarray, ncols: int | None = None, margin: int = 0, fill=0) -> np.ndarray:
+    """Tile a stack of images (n, h, w[, c]) into one array, row by row.
+
+    Missing tiles at the end of the last row and the margins are filled with ``fill``.
+    """
+    images = np.asarray(images)
+    n, h, w = images.shape[:3]
+    ncols = ncols or math.ceil(math.sqrt(n))
+    nrows = math.ceil(n / ncols)
+    out_shape = (nrows * h + (nrows - 1) * margin, ncols * w + (ncols - 1) * margin, *images.shape[3:])
+    out = np.full(out_shape, fill, dtype=images.dtype)
+    for i, image in enumerate(images):
+        r, c = divmod(i, ncols)
+        out[r * (h + margin) : r * (h + margin) + h, c * (w + margin) : c * (w + margin) + w] = image
+    return out
+
+
+def channel_mosaic(maps: np.ndarray, ncols: int = 16, normalize: bool = True) -> np.ndarray:
+    """Every channel of one activation (h, w, c) or (1, h, w, c) tiled into a 2-D array."""
+    maps = np.asarray(maps)
+    if maps.ndim == 4:
+        if maps.shape[0] != 1:
+            raise ValueError(f"Expected one image's activations, got a batch of {maps.shape[0]}.")
+        maps = maps[0]
+    if maps.ndim != 3:
+        raise ValueError(f"Expected activations of shape (height, width, channels), got {maps.shape}.")
+    if normalize:
+        maps = standardize_channels(maps)
+    return tile(np.moveaxis(maps, -1, 0), ncols=min(ncols, maps.shape[-1]))
+
+
+def show_mosaic(mosaic: np.ndarray, title: str = "", cmap: str = "viridis", scale: float = 1 / 40, ax=None):
+    """Draw a mosaic with one ``imshow``; figure size follows the mosaic's pixel size."""
+    if ax is None:
+        h, w = mosaic.shape[:2]
+        _, ax = plt.subplots(figsize=(max(w * scale, 2), max(h * scale, 1)))
+    ax.imshow(mosaic, aspect="auto", cmap=cmap)
+    ax.set_title(title)
+    ax.grid(False)
+    ax.axis("off")
+    return ax
+
+
+def show_images(images, titles=None, ncols: int | None = None, size: float = 2.5, cmap=None, suptitle=None):
+    """A grid of images without axes; ``titles`` label each panel."""
+    images = list(images)
+    ncols = ncols or len(images)
+    nrows = math.ceil(len(images) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < len(images):
+            image = np.asarray(images[i])
+            if image.dtype.kind == "f" and image.ndim == 3 and image.max() > 1:
+                image = np.clip(image, 0, 255).astype(np.uint8)
+            ax.imshow(image, cmap=cmap)
+            if titles is not None:
+                ax.set_title(titles[i], fontsize=9)
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
+
+
+def resize(array: np.ndarray, size) -> np.ndarray:
+    """Bilinear resize of a 2-D (h, w) or 3-D (h, w, c) array to ``size = (height, width)``."""
+    import tensorflow as tf
+
+    array = np.asarray(array, dtype=np.float32)
+    squeeze = array.ndim == 2
+    if squeeze:
+        array = array[..., None]
+    out = tf.image.resize(array, size, method="bilinear").numpy()
+    return out[..., 0] if squeeze else out
+
+
+def overlay_heatmap(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4, cmap: str = "jet") -> np.ndarray:
+    """Lay a heatmap (any size, values in [0, 1]) over an RGB image (0..255); returns uint8.
+
+    The heatmap is resized bilinearly to the image and coloured with a matplotlib colormap.
+    """
+    image = np.asarray(image, dtype=np.float32)
+    if image.ndim != 3 or image.shape[-1] != 3:
+        raise ValueError(f"Expected an RGB image of shape (height, width, 3), got {image.shape}.")
+    heatmap = resize(np.asarray(heatmap, dtype=np.float32), image.shape[:2])
+    colours = matplotlib.colormaps[cmap](np.clip(heatmap, 0, 1))[..., :3] * 255
+    return np.clip(colours * alpha + image * (1 - alpha), 0, 255).astype(np.uint8)

@@ -1,0 +1,29 @@
+"""The training script: the book's recipe, resumable, with a growing JSON history."""
+
+import json
+
+import numpy as np
+
+from chollet_viz import train
+
+
+def test_augmentation_keeps_shape_and_range():
+    augment = train.augmentation(seed=0)
+    images = np.random.default_rng(0).uniform(0, 1, (4, 150, 150, 3)).astype("float32")
+    out = np.asarray(augment(images, training=True))
+    assert out.shape == images.shape
+    assert out.min() >= 0 and out.max() <= 1  # "nearest" fill never invents values
+    assert not np.allclose(out, images)
+
+
+def test_training_resumes_where_it_stopped(tmp_path):
+    train.train(epochs=1, steps_per_epoch=1, batch_size=4, out_dir=tmp_path)
+    history = json.loads((tmp_path / "cats_and_dogs_small_history.json").read_text())
+    assert [r["epoch"] for r in history] == [1]
+    assert (tmp_path / "training_backup").is_dir()
+    # Asking for two epochs now runs only the second one, continuing the first run.
+    train.train(epochs=2, steps_per_epoch=1, batch_size=4, out_dir=tmp_path)
+    history = json.loads((tmp_path / "cats_and_dogs_small_history.json").read_text())
+    assert [r["epoch"] for r in history] == [1, 2]
+    assert {"accuracy", "loss", "val_accuracy", "val_loss"} <= set(history[-1])
+    assert (tmp_path / "cats_and_dogs_small.weights.h5").is_file()
