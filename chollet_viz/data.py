@@ -45,6 +45,7 @@ class Asset:
     licence: str = ""
     description: str = ""
     manifest: dict[str, str] = field(default_factory=dict)  # file -> sha256
+    project: bool = False  # made by this project and shipped in its data/ folder
 
     @property
     def is_directory(self) -> bool:
@@ -82,6 +83,7 @@ def registry() -> dict[str, Asset]:
             licence=entry.get("licence", ""),
             description=entry.get("description", ""),
             manifest=manifest,
+            project=entry.get("project", False),
         )
     return assets
 
@@ -150,6 +152,12 @@ def _how_to_get(asset: Asset) -> str:
 
 def _resolve_file(asset: Asset, rel: str, sha256: str, urls: tuple[str, ...]) -> Path:
     looked = []
+    if asset.project:
+        shipped = _PACKAGE_DIR.parent / "data" / rel
+        looked.append(str(shipped))
+        if shipped.is_file():
+            _check(shipped, sha256, asset.name)
+            return shipped
     mirror = mirror_dir()
     if mirror is not None:
         candidate = mirror / rel
@@ -200,3 +208,33 @@ def fetch(name: str) -> Path:
                 "Complete the mirror or the cache folder."
             )
     return root / asset.path
+
+
+PROJECT_RAW_URL = "https://github.com/chollet-viz/chollet_viz/raw/main/data/"
+
+
+def register_project_file(name: str, path: str | os.PathLike, description: str, licence: str = "Apache-2.0") -> Asset:
+    """Record a file this project made (in ``data/``) in the registry with its sha256.
+
+    Online installs without a checkout download it from the repository.
+    """
+    path = Path(path).resolve()
+    data_dir = _PACKAGE_DIR.parent / "data"
+    if not path.is_relative_to(data_dir):
+        raise AssetError(f"Project files must live in {data_dir}; got {path}.")
+    rel = path.relative_to(data_dir).as_posix()
+    registry_file = data_dir / "registry.json"
+    document = json.loads(registry_file.read_text())
+    document["assets"][name] = {
+        "path": rel,
+        "project": True,
+        "urls": [PROJECT_RAW_URL + rel],
+        "licence": licence,
+        "description": description,
+        "sha256": sha256_of(path),
+        "size": path.stat().st_size,
+    }
+    document["assets"] = dict(sorted(document["assets"].items()))
+    registry_file.write_text(json.dumps(document, indent=2) + "\n")
+    registry.cache_clear()
+    return get_asset(name)

@@ -83,10 +83,13 @@ class JsonHistory(keras.callbacks.Callback):
         self.path.write_text(json.dumps(self.records, indent=1) + "\n")
 
 
-def train(epochs=100, steps_per_epoch=100, batch_size=32, seed=1337, out_dir=DEFAULT_OUT):
+def train(epochs=100, steps_per_epoch=100, batch_size=32, seed=1337, out_dir=DEFAULT_OUT, register=None):
+    """Train (or resume) and save the weights; the default output folder also registers them."""
     from .models import cats_and_dogs_small
 
     out_dir = Path(out_dir)
+    if register is None:
+        register = out_dir.resolve() == DEFAULT_OUT.resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(seed)
     train_ds, val_ds = training_datasets(batch_size, seed)
@@ -111,8 +114,41 @@ def train(epochs=100, steps_per_epoch=100, batch_size=32, seed=1337, out_dir=DEF
     # Ship the weights without the optimizer state, which only resuming needs.
     final = cats_and_dogs_small()
     final.set_weights(model.get_weights())
-    final.save_weights(out_dir / "cats_and_dogs_small.weights.h5")
+    weights = out_dir / "cats_and_dogs_small.weights.h5"
+    final.save_weights(weights)
+    if register:
+        from .data import register_project_file
+
+        register_project_file(
+            "cats_and_dogs_small",
+            weights,
+            f"The book's small convnet (section 5.2) trained by `python -m chollet_viz.train` "
+            f"({epochs} epochs of {steps_per_epoch} steps, batch {batch_size}, seed {seed}).",
+        )
+        register_project_file(
+            "cats_and_dogs_small_history",
+            out_dir / "cats_and_dogs_small_history.json",
+            "Per-epoch training and validation accuracy and loss of the shipped small convnet.",
+        )
     return model
+
+
+def evaluate(out_dir=DEFAULT_OUT, batch_size=32) -> dict:
+    """Accuracy and loss of the saved weights on the validation and held-out test splits."""
+    from .datasets import dogs_vs_cats_dataset
+    from .models import cats_and_dogs_small
+
+    out_dir = Path(out_dir)
+    model = cats_and_dogs_small()
+    model.load_weights(out_dir / "cats_and_dogs_small.weights.h5")
+    model.compile(loss="binary_crossentropy", metrics=["accuracy"])
+    results = {}
+    for split in ("validation", "test"):
+        ds = dogs_vs_cats_dataset(split, batch_size=batch_size).map(lambda x, y: (x / 255.0, y))
+        loss, accuracy = model.evaluate(ds, verbose=0)
+        results[split] = {"accuracy": round(float(accuracy), 4), "loss": round(float(loss), 4)}
+    (out_dir / "cats_and_dogs_small_evaluation.json").write_text(json.dumps(results, indent=1) + "\n")
+    return results
 
 
 def main(argv=None):
@@ -122,8 +158,11 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seed", type=int, default=1337)
     parser.add_argument("--out-dir", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--evaluate-only", action="store_true", help="only evaluate the saved weights")
     args = parser.parse_args(argv)
-    train(args.epochs, args.steps_per_epoch, args.batch_size, args.seed, args.out_dir)
+    if not args.evaluate_only:
+        train(args.epochs, args.steps_per_epoch, args.batch_size, args.seed, args.out_dir)
+    print(json.dumps(evaluate(args.out_dir, args.batch_size)))
 
 
 if __name__ == "__main__":

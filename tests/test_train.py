@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from chollet_viz import train
 
@@ -27,3 +28,22 @@ def test_training_resumes_where_it_stopped(tmp_path):
     assert [r["epoch"] for r in history] == [1, 2]
     assert {"accuracy", "loss", "val_accuracy", "val_loss"} <= set(history[-1])
     assert (tmp_path / "cats_and_dogs_small.weights.h5").is_file()
+
+
+def test_evaluate_reports_both_held_out_splits(tmp_path):
+    from chollet_viz.models import cats_and_dogs_small
+
+    # A known answer: a model that says "dog" (sigmoid(10)) for every image. Both splits
+    # are balanced, so its accuracy is 0.5 and its loss is the mean of -log(sigmoid(10))
+    # over dogs and -log(1 - sigmoid(10)) = 10 + log(1 + e^-10) over cats.
+    model = cats_and_dogs_small()
+    kernel, _ = model.get_layer("dense_2").get_weights()
+    model.get_layer("dense_2").set_weights([np.zeros_like(kernel), np.array([10.0], dtype="float32")])
+    model.save_weights(tmp_path / "cats_and_dogs_small.weights.h5")
+    results = train.evaluate(tmp_path)
+    expected_loss = (np.log1p(np.exp(-10.0)) + 10 + np.log1p(np.exp(-10.0))) / 2
+    for split in ("validation", "test"):
+        assert results[split]["accuracy"] == 0.5
+        assert results[split]["loss"] == pytest.approx(expected_loss, abs=1e-3)
+    saved = json.loads((tmp_path / "cats_and_dogs_small_evaluation.json").read_text())
+    assert saved == results
