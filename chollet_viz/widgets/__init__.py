@@ -1,0 +1,1 @@
+"""Interactive explorers (ipywidgets) for Jupyter and Colab, one module per chapter topic."""
