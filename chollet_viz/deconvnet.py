@@ -1,0 +1,559 @@
+"""Zeiler & Fergus deconvnet reconstructions (and their gradient relatives) for conv-pool chains.
+
+Zeiler and Fergus ("Visualizing and Understanding Convolutional Networks", ECCV 2014)
+project a feature map back to pixel space: the image goes forward once while every
+max-pooling layer records where each maximum came from (the *switches*); then a signal
+taken from the feature map goes backward, layer by layer, through
+
+    max unpooling (values back to the switches)  ->  ReLU  ->  transposed convolution
+
+using each convolution's own kernel. Here this runs on any Keras model whose layers, up
+to the chosen pooling layer, are a plain chain of ``Conv2D`` (ReLU or linear) and
+``MaxPooling2D`` layers, such as the VGG16 convolutional base.
+
+Bias: the forward pass keeps every bias (it decides the activations and the switches);
+the backward pass ignores them, as Zeiler and Fergus do. A bias is a constant added per
+channel: it has no input to flow back to, and the gradient of a convolution with respect
+to its input does not contain it either. (A transposed-convolution *layer* created fresh,
+as in a straight PyTorch port, would add a bias of its own; ours adds none.)
+
+The backward pass takes a ``rule`` for the ReLUs, which makes the three classic methods
+one computation:
+
+* ``"deconvnet"``: ReLU applied to the backward signal (Zeiler & Fergus),
+* ``"guided"``: the same, also masked where the forward ReLU was off (guided backprop),
+* ``"backprop"``: masked where the forward ReLU was off (the plain gradient).
+
+The same rules can be run as gradients (``Deconvnet.gradient``), by rebuilding the
+forward pass with ReLUs whose backward pass is replaced (``tf.custom_gradient``) and
+letting TensorFlow differentiate it. The explicit reconstruction equals that gradient:
+the transposed convolution is the adjoint of the convolution and max unpooling is the
+gradient of max pooling. TensorFlow's CPU kernels for ``max_pool_with_argmax`` and for
+the max-pooling gradient both send a tie to the first maximum in row-major order, so the
+two routes agree even in windows of equal values (such as all-zero windows after a ReLU).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+MODES = ("full", "max")
+RULES = ("deconvnet", "guided", "backprop")
+
+# BGR channel means that Keras' VGG16 ``preprocess_input`` (mode "caffe") subtracts.
+VGG16_BGR_MEAN = np.array([103.939, 116.779, 123.68], dtype=np.float32)
+
+
+# --------------------------------------------------------------------------- building blocks
+
+
+def max_pool_with_switches(x, pool_size=2, strides=None, padding="valid"):
+    """Max pooling that also returns the switches (where each maximum was), per image.
+
+    ``x`` has shape (batch, height, width, channels). A switch is the flat index
+    ``(y * width + x) * channels + c`` of the maximum *inside its own image*
+    (``include_batch_in_index=False``); ``max_unpool`` adds the batch position itself.
+    That keeps switches valid when signals are stacked along the batch axis, and avoids
+    the classic slip of scattering a whole batch into the first image.
+    """
+    pool_size = _pair(pool_size)
+    strides = pool_size if strides is None else _pair(strides)
+    return tf.nn.max_pool_with_argmax(
+        tf.convert_to_tensor(x, tf.float32),
+        ksize=pool_size,
+        strides=strides,
+        padding=padding.upper(),
+        include_batch_in_index=False,
+    )
+
+
+def max_unpool(values, switches, output_shape):
+    """Put every pooled value back at its switch, zeros elsewhere (Zeiler & Fergus' unpooling).
+
+    ``output_shape`` is the shape before pooling, ``(height, width, channels)`` (a leading
+    batch entry is ignored); the batch size is that of ``values``. Where overlapping
+    windows share a maximum the values add up, which makes this exactly the gradient
+    (adjoint) of max pooling with respect to its input.
+    """
+    values = tf.convert_to_tensor(values)
+    switches = tf.convert_to_tensor(switches, tf.int64)
+    height, width, channels = (int(d) for d in tuple(output_shape)[-3:])
+    batch = tf.shape(values, out_type=tf.int64)[0]
+    batch_ids = tf.broadcast_to(tf.reshape(tf.range(batch), [-1, 1, 1, 1]), tf.shape(switches, out_type=tf.int64))
+    indices = tf.reshape(tf.stack([batch_ids, switches], axis=-1), [-1, 2])
+    flat = tf.scatter_nd(indices, tf.reshape(values, [-1]), tf.stack([batch, height * width * channels]))
+    return tf.reshape(flat, tf.stack([batch, height, width, channels]))
+
+
+# When the pooling windows tile the map (stride = pool size, sizes divisible, as in VGG16)
+# every input position lies in exactly one window, and unpooling is "repeat each value
+# over its tile, keep it where the switch points". With the mask of switch positions made
+# once per forward pass, that is elementwise work, about 10x faster on CPU than a scatter.
+
+
+def windows_tile(pool_size, strides, height, width) -> bool:
+    """Whether pooling windows cut a (height, width) map into whole, disjoint tiles."""
+    pool_size, strides = _pair(pool_size), _pair(strides)
+    return pool_size == strides and height % pool_size[0] == 0 and width % pool_size[1] == 0
+
+
+def switch_mask(switches, output_shape, pool_size=2):
+    """Boolean map (batch, height, width, channels) of the positions the switches point to.
+
+    For windows that tile the map only (see ``windows_tile``).
+    """
+    height, width, channels = (int(d) for d in tuple(output_shape)[-3:])
+    position = tf.reshape(tf.range(height * width * channels, dtype=tf.int64), [1, height, width, channels])
+    return tf.equal(_spread(tf.convert_to_tensor(switches, tf.int64), pool_size), position)
+
+
+def unpool_with_mask(values, mask, pool_size=2):
+    """``max_unpool`` for tiling windows, given the ``switch_mask``."""
+    spread = _spread(tf.convert_to_tensor(values), pool_size)
+    return tf.where(mask, spread, tf.zeros_like(spread))
+
+
+def _spread(t, pool_size):
+    """Repeat every entry of (batch, h, w, c) over a pool_size tile: (batch, h*ph, w*pw, c)."""
+    ph, pw = _pair(pool_size)
+    # Static sizes where the graph knows them: constant shapes run faster than computed ones.
+    b, h, w, c = t.shape if t.shape.is_fully_defined() else tf.unstack(tf.shape(t))
+    t = tf.broadcast_to(t[:, :, None, :, None, :], [b, h, ph, w, pw, c])
+    return tf.reshape(t, [b, h * ph, w * pw, c])
+
+
+def conv(x, kernel, strides=1, padding="same"):
+    """A 2-D convolution without bias, as ``Conv2D`` computes it (channels last)."""
+    return tf.nn.conv2d(x, kernel, strides=_pair(strides), padding=padding.upper())
+
+
+def conv_transpose(y, kernel, input_shape, strides=1, padding="same"):
+    """The transposed convolution with the same ``kernel``: the adjoint of ``conv``.
+
+    It maps a (batch, h', w', out_channels) signal back to ``input_shape`` = the shape the
+    convolution read, (height, width, in_channels) or with a batch entry (ignored).
+    """
+    y = tf.convert_to_tensor(y)
+    height, width, channels = (int(d) for d in tuple(input_shape)[-3:])
+    output_shape = [_batch_size(y), height, width, channels]
+    return tf.nn.conv2d_transpose(y, kernel, output_shape, strides=_pair(strides), padding=padding.upper())
+
+
+def relu_backward(signal, pre_activation, rule):
+    """A ReLU's backward pass under ``rule`` (see the module docstring)."""
+    if rule == "deconvnet":
+        return tf.nn.relu(signal)
+    on = tf.cast(pre_activation > 0, signal.dtype)
+    if rule == "guided":
+        return tf.nn.relu(signal) * on
+    if rule == "backprop":
+        return signal * on
+    raise ValueError(f"Unknown rule {rule!r}; valid rules are {RULES}.")
+
+
+def select_signal(feature_map, mode="full", channel=None):
+    """The backward signal taken from a feature map (batch, h, w, c).
+
+    ``mode="full"`` keeps the whole map, ``mode="max"`` keeps only each image's single
+    strongest activation and zeroes the rest; ``channel`` first restricts the map to one
+    channel. An all-zero map gives an all-zero signal (no NaN anywhere downstream).
+    """
+    if mode not in MODES:
+        raise ValueError(f"Unknown mode {mode!r}; valid modes are {MODES}.")
+    feature_map = tf.convert_to_tensor(feature_map)
+    if channel is not None:
+        channels = int(feature_map.shape[-1])
+        if not 0 <= channel < channels:
+            raise ValueError(f"channel {channel} is out of range; the map has {channels} channels (0..{channels - 1}).")
+        feature_map = feature_map * tf.one_hot(channel, channels, dtype=feature_map.dtype)
+    if mode == "full":
+        return feature_map
+    flat = tf.reshape(feature_map, [tf.shape(feature_map)[0], -1])
+    keep = tf.one_hot(tf.argmax(flat, axis=1), tf.shape(flat)[1], dtype=flat.dtype)
+    return tf.reshape(flat * keep, tf.shape(feature_map))
+
+
+def strongest_activation(feature_map):
+    """``(value, y, x, channel)`` of the largest entry of one image's map, (h, w, c) or (1, h, w, c)."""
+    feature_map = np.asarray(feature_map)
+    if feature_map.ndim == 4:
+        if feature_map.shape[0] != 1:
+            raise ValueError(f"Expected one image's feature map, got a batch of {feature_map.shape[0]}.")
+        feature_map = feature_map[0]
+    y, x, c = np.unravel_index(int(np.argmax(feature_map)), feature_map.shape)
+    return float(feature_map[y, x, c]), int(y), int(x), int(c)
+
+
+# --------------------------------------------------------------------------- the model walk
+
+
+@dataclass(frozen=True)
+class _Step:
+    kind: str  # "conv" or "pool"
+    layer: keras.layers.Layer
+
+    @property
+    def relu(self) -> bool:
+        return self.kind == "conv" and _activation_name(self.layer) == "relu"
+
+
+def _activation_name(layer) -> str:
+    return getattr(layer.activation, "__name__", str(layer.activation))
+
+
+def _chain(model) -> list[_Step]:
+    """The model's leading run of supported layers, each fed by the one before.
+
+    The run ends at the first other layer, or where the graph branches.
+    """
+    steps = []
+    previous = model.inputs[0]
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        try:
+            fed_by_previous = layer.input is previous
+        except (AttributeError, ValueError):  # a layer called several times has no single input
+            fed_by_previous = False
+        if not fed_by_previous:
+            break
+        previous = layer.output
+        if type(layer) is keras.layers.Conv2D:  # not subclasses with other arithmetic
+            plain = (
+                tuple(layer.dilation_rate) == (1, 1)
+                and layer.groups == 1
+                and layer.data_format == "channels_last"
+                and _activation_name(layer) in ("relu", "linear")
+            )
+            if not plain:
+                break
+            steps.append(_Step("conv", layer))
+        elif isinstance(layer, keras.layers.MaxPooling2D) and layer.data_format == "channels_last":
+            steps.append(_Step("pool", layer))
+        else:
+            break
+    return steps
+
+
+@cache
+def _rule_relu(rule):
+    """A ReLU whose backward pass follows ``rule`` (used to rebuild the forward pass)."""
+
+    @tf.custom_gradient
+    def relu(z):
+        def grad(dy):
+            return relu_backward(dy, z, rule)
+
+        return tf.nn.relu(z), grad
+
+    return relu
+
+
+def _pool_args(layer):
+    return _pair(layer.pool_size), _pair(layer.strides), layer.padding.upper()
+
+
+def _bias(layer):
+    return layer.bias if layer.use_bias else 0.0
+
+
+class Deconvnet:
+    """Deconvnet reconstructions from the pooling layers of a conv-pool model.
+
+    ``model`` is e.g. ``chollet_viz.models.vgg16(include_top=False,
+    input_shape=(224, 224, 3))``; images go in already preprocessed for it. The heavy
+    paths are compiled with ``tf.function``, one graph per choice of layers, modes and
+    rule (``compile=False`` runs them eagerly, for debugging and for the benchmark).
+    """
+
+    def __init__(self, model: keras.Model, compile: bool = True):
+        self.model = model
+        self._steps = _chain(model)
+        self.pool_layers = tuple(s.layer.name for s in self._steps if s.kind == "pool")
+        if not self.pool_layers:
+            raise ValueError(
+                f"Model {model.name!r} does not start with a chain of Conv2D (ReLU or linear) and "
+                "MaxPooling2D layers containing a pooling layer, so it has nothing to reconstruct from."
+            )
+        wrap = tf.function if compile else (lambda f: f)
+        self._forward_fn = wrap(self._feature_map_graph)
+        self._reconstruct_fn = wrap(self._reconstruct_graph)
+        self._gradient_fn = wrap(self._gradient_graph)
+
+    # ---- public API
+
+    def feature_map(self, images, layer_name: str) -> np.ndarray:
+        """The output of pooling layer ``layer_name`` for ``images``."""
+        return self._run(self._forward_fn, self._images(images), self._stop(layer_name)).numpy()
+
+    def reconstruct(self, images, layer_name: str, mode: str = "full", rule: str = "deconvnet", channel=None):
+        """Project the map of ``layer_name`` (whole, or its strongest activation) back to pixels.
+
+        Returns an array shaped like ``images`` (a single image gets a batch axis) in the
+        model's input space (for VGG16: BGR, preprocessed scale); show it with ``deprocess``.
+        """
+        return self.reconstruct_all(images, (layer_name,), (mode,), rule, channel)[layer_name][mode]
+
+    def reconstruct_all(self, images, layer_names=None, modes=MODES, rule: str = "deconvnet", channel=None):
+        """Reconstructions for several layers and modes from one forward pass.
+
+        Returns ``{layer_name: {mode: array}}``; ``layer_names`` defaults to every pooling
+        layer. The forward pass runs once, with switches, up to the deepest layer asked for.
+        """
+        return self._all(self._reconstruct_fn, images, layer_names, modes, rule, channel)
+
+    def gradient(self, images, layer_name: str, mode: str = "full", rule: str = "deconvnet", channel=None):
+        """The same projection computed as a gradient of the rebuilt forward pass.
+
+        The selected activations (the signal ``select_signal`` takes from the map) are
+        differentiated with respect to the input, every ReLU's backward pass replaced by
+        ``rule``: ``"deconvnet"`` gives the deconvnet rule, ``"guided"`` guided
+        backpropagation and ``"backprop"`` the ordinary gradient.
+        """
+        return self.gradient_all(images, (layer_name,), (mode,), rule, channel)[layer_name][mode]
+
+    def gradient_all(self, images, layer_names=None, modes=MODES, rule: str = "deconvnet", channel=None):
+        """``gradient`` for several layers and modes from one taped forward pass."""
+        return self._all(self._gradient_fn, images, layer_names, modes, rule, channel)
+
+    # ---- argument checks
+
+    def _stop(self, layer_name: str) -> int:
+        for i, step in enumerate(self._steps):
+            if step.kind == "pool" and step.layer.name == layer_name:
+                return i
+        raise ValueError(f"Unknown pooling layer {layer_name!r}; valid pooling layers are {list(self.pool_layers)}.")
+
+    def _images(self, images):
+        images = tf.convert_to_tensor(images, tf.float32)
+        if images.shape.rank == 3:
+            images = images[None]
+        expected = tuple(self.model.input_shape[1:])
+        got = tuple(images.shape[1:])
+        if images.shape.rank != 4 or any(e is not None and e != g for e, g in zip(expected, got)):
+            raise ValueError(f"Expected images of shape (batch, {', '.join(map(str, expected))}), got {tuple(images.shape)}.")
+        return images
+
+    def _all(self, fn, images, layer_names, modes, rule, channel):
+        layer_names = self.pool_layers if layer_names is None else tuple(layer_names)
+        stops = tuple(self._stop(name) for name in layer_names)
+        modes = tuple(modes)
+        for mode in modes:
+            if mode not in MODES:
+                raise ValueError(f"Unknown mode {mode!r}; valid modes are {MODES}.")
+        if rule not in RULES:
+            raise ValueError(f"Unknown rule {rule!r}; valid rules are {RULES}.")
+        if channel is not None:
+            channel = int(channel)
+        images = self._images(images)
+        out = self._run(fn, images, stops, modes, rule, channel)
+        n = int(images.shape[0])
+        return {
+            name: {mode: out[i][j * n : (j + 1) * n].numpy() for j, mode in enumerate(modes)}
+            for i, name in enumerate(layer_names)
+        }
+
+    @staticmethod
+    def _run(fn, *args):
+        # Each choice of layers, modes and rule is its own graph, traced once on first use.
+        # Tracing a few of them in a row is by design, so TensorFlow's "frequent retracing"
+        # warning is kept quiet during the call.
+        logger = tf.get_logger()
+        level = logger.level
+        logger.setLevel("ERROR")
+        try:
+            return fn(*args)
+        finally:
+            logger.setLevel(level)
+
+    # ---- graph bodies
+
+    def _forward(self, x, stop, keep_pre_activations):
+        """Forward pass recording, per step, what the backward pass needs.
+
+        Conv steps: (input shape, pre-activation or None, None); pool steps: (input shape,
+        switches, or their boolean mask when the windows tile the map, pooled map).
+        """
+        record = []
+        for step in self._steps[: stop + 1]:
+            layer = step.layer
+            if step.kind == "conv":
+                z = conv(x, layer.kernel, layer.strides, layer.padding) + _bias(layer)
+                record.append((x.shape[1:], z if keep_pre_activations else None, None))
+                x = tf.nn.relu(z) if step.relu else z
+            else:
+                pooled, switches = max_pool_with_switches(x, layer.pool_size, layer.strides, layer.padding)
+                if windows_tile(layer.pool_size, layer.strides, x.shape[1], x.shape[2]):
+                    switches = switch_mask(switches, x.shape, layer.pool_size)  # boolean: the fast route
+                record.append((x.shape[1:], switches, pooled))
+                x = pooled
+        return x, record
+
+    def _backward(self, signal, record, stop, rule):
+        """Unpool -> ReLU (under ``rule``) -> transposed convolution, down to the input."""
+        for step, (in_shape, saved, _) in reversed(list(zip(self._steps[: stop + 1], record))):
+            layer = step.layer
+            if step.kind == "pool":
+                if saved.dtype == tf.bool:
+                    signal = unpool_with_mask(signal, saved, layer.pool_size)
+                else:
+                    signal = max_unpool(signal, saved, in_shape)
+            else:
+                if step.relu:
+                    signal = relu_backward(signal, saved, rule)
+                signal = conv_transpose(signal, layer.kernel, in_shape, layer.strides, layer.padding)
+        return signal
+
+    def _feature_map_graph(self, images, stop):
+        return self._forward(images, stop, keep_pre_activations=False)[0]
+
+    def _reconstruct_graph(self, images, stops, modes, rule, channel):
+        _, record = self._forward(images, max(stops), keep_pre_activations=rule != "deconvnet")
+        results = []
+        for stop in stops:
+            feature_map = record[stop][2]
+            signals = [select_signal(feature_map, mode, channel) for mode in modes]
+            # One backward pass per signal: stacking them along the batch axis measured no faster.
+            results.append(tf.concat([self._backward(signal, record, stop, rule) for signal in signals], axis=0))
+        return results
+
+    def _gradient_graph(self, images, stops, modes, rule, channel):
+        relu = _rule_relu(rule)
+        maps = {}
+        with tf.GradientTape(persistent=len(stops) * len(modes) > 1) as tape:
+            tape.watch(images)
+            x = images
+            for i, step in enumerate(self._steps[: max(stops) + 1]):
+                layer = step.layer
+                if step.kind == "conv":
+                    z = conv(x, layer.kernel, layer.strides, layer.padding) + _bias(layer)
+                    x = relu(z) if step.relu else z
+                else:
+                    pool_size, strides, padding = _pool_args(layer)
+                    x = tf.nn.max_pool2d(x, pool_size, strides, padding)
+                    maps[i] = x
+        results = []
+        for stop in stops:
+            signals = [select_signal(maps[stop], mode, channel) for mode in modes]
+            grads = [tape.gradient(maps[stop], images, output_gradients=signal) for signal in signals]
+            results.append(tf.concat(grads, axis=0))
+        return results
+
+
+def _batch_size(t):
+    """The batch size: a Python int where the graph knows it, else a tensor."""
+    return t.shape[0] if t.shape[0] is not None else tf.shape(t)[0]
+
+
+def _pair(value):
+    if isinstance(value, int):
+        return (value, value)
+    return tuple(int(v) for v in value)
+
+
+# --------------------------------------------------------------------------- images
+
+
+def preprocess_input(images) -> np.ndarray:
+    """VGG16's preprocessing (Caffe style): RGB 0..255 -> BGR minus the ImageNet means.
+
+    Works on a copy: Keras' own ``preprocess_input`` edits float arrays in place.
+    """
+    return keras.applications.vgg16.preprocess_input(np.array(images, dtype=np.float32, copy=True))
+
+
+def undo_preprocess(x) -> np.ndarray:
+    """Back from ``preprocess_input`` to an RGB uint8 image."""
+    x = np.asarray(x, dtype=np.float32) + VGG16_BGR_MEAN
+    return np.clip(x[..., ::-1], 0, 255).round().astype(np.uint8)
+
+
+def deprocess(x, percentile: float = 99.5, bgr: bool = True) -> np.ndarray:
+    """Display a reconstruction or gradient (model input space) as RGB floats in [0, 1].
+
+    Zero becomes mid-grey; the ``percentile`` of the absolute non-zero values maps to
+    the ends of the range, so a few extreme pixels do not wash out the rest. Works on one
+    image (h, w, 3) or a batch, each image scaled on its own. An all-zero input gives a
+    uniform grey image.
+    """
+    x = np.asarray(x, dtype=np.float32)
+    if bgr:
+        x = x[..., ::-1]
+    if x.ndim == 4:
+        return np.stack([deprocess(image, percentile, bgr=False) for image in x])
+    magnitude = np.abs(x[x != 0])
+    scale = np.percentile(magnitude, percentile) if magnitude.size else 1.0
+    return np.clip(0.5 + x / (2 * scale), 0.0, 1.0)
+
+
+def support_box(x):
+    """``(top, bottom, left, right)`` (ends exclusive) of the non-zero pixels of one image, or None."""
+    x = np.asarray(x)
+    mask = np.any(x != 0, axis=-1) if x.ndim == 3 else x != 0
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return None
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+
+
+def show_reconstructions(image, columns: dict, boxes: dict | None = None, size: float = 2.4, bgr: bool = True):
+    """One row per layer: the input image, then one panel per column, without axes.
+
+    ``image`` is RGB 0..255 (h, w, 3). ``columns`` maps a column title to
+    ``{layer_name: array (h, w, 3) in model input space}`` (shown with ``deprocess``);
+    every column lists the same layers. ``boxes`` may map layer names to a
+    ``(top, bottom, left, right)`` box drawn on that row's input. Returns the figure.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    layer_names = list(next(iter(columns.values())))
+    fig, axes = plt.subplots(
+        len(layer_names), len(columns) + 1, figsize=(size * (len(columns) + 1), size * len(layer_names)), squeeze=False
+    )
+    for row, name in zip(axes, layer_names):
+        row[0].imshow(np.clip(image, 0, 255).astype(np.uint8))
+        row[0].set_ylabel(name, fontsize=10)
+        if boxes and boxes.get(name):
+            top, bottom, left, right = boxes[name]
+            row[0].add_patch(
+                Rectangle((left - 0.5, top - 0.5), right - left, bottom - top, fill=False, edgecolor="yellow", linewidth=1.5)
+            )
+        for ax, column in zip(row[1:], columns.values()):
+            ax.imshow(deprocess(column[name], bgr=bgr))
+        for ax in row:
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+    for ax, title in zip(axes[0], ["input", *columns]):
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+__all__ = [
+    "show_reconstructions",
+    "MODES",
+    "RULES",
+    "Deconvnet",
+    "max_pool_with_switches",
+    "max_unpool",
+    "windows_tile",
+    "switch_mask",
+    "unpool_with_mask",
+    "conv",
+    "conv_transpose",
+    "relu_backward",
+    "select_signal",
+    "strongest_activation",
+    "preprocess_input",
+    "undo_preprocess",
+    "deprocess",
+    "support_box",
+]
