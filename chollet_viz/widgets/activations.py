@@ -8,17 +8,15 @@ manager (the static HTML book, GitHub) shows that figure in the widget's place.
 
 from __future__ import annotations
 
-import base64
-import io
 from collections.abc import Mapping
 
 import ipywidgets as widgets
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from ..activations import channel_means
 from ..plotting import overlay_heatmap
+from ._base import FigureExplorer
 
 __all__ = ["ActivationExplorer", "activation_explorer"]
 
@@ -48,7 +46,7 @@ def _as_rgb(image) -> np.ndarray:
     return image[..., :3]
 
 
-class ActivationExplorer:
+class ActivationExplorer(FigureExplorer):
     """Layer menu and channel slider over a dict {layer name: activation}.
 
     The view shows the chosen channel with its colour scale and, when ``image`` (the
@@ -95,8 +93,6 @@ class ActivationExplorer:
             self.channel_slider.max = channels - 1
         self._redraw()
 
-    def _redraw(self, change=None) -> None:
-        self.view.value = self.png()
 
     def figure(self) -> Figure:
         """The current view (layer, channel) as a matplotlib figure, not attached to pyplot."""
@@ -125,21 +121,10 @@ class ActivationExplorer:
         fig.tight_layout()
         return fig
 
-    def png(self) -> bytes:
-        """The current view rendered to PNG bytes (Agg)."""
-        buffer = io.BytesIO()
-        FigureCanvasAgg(self.figure()).print_png(buffer)
-        return buffer.getvalue()
 
     def __repr__(self) -> str:
         return f"ActivationExplorer({len(self.maps)} layers; showing {self.layer}, channel {self.channel})"
 
-    def _repr_mimebundle_(self, include=None, exclude=None, **kwargs):
-        # A live frontend picks the widget view; anything else falls back to the PNG.
-        bundle = dict(self.widget._repr_mimebundle_(**kwargs) or {})
-        bundle["image/png"] = base64.b64encode(bytes(self.view.value)).decode("ascii")
-        bundle["text/plain"] = repr(self)
-        return bundle
 
 
 def activation_explorer(activations: Mapping, image=None, layer: str | None = None, channel: int = 0, cmap: str = "viridis") -> ActivationExplorer:

@@ -10,24 +10,22 @@ for renderers without a widget manager (the static HTML book).
 
 from __future__ import annotations
 
-import base64
-import io
 
 import ipywidgets as widgets
 import keras
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from .. import filters as F
 from ..filters._layers import channel_count, check_channels, feature_layer
+from ._base import FigureExplorer
 
 __all__ = ["FilterExplorer", "filter_explorer"]
 
 METHODS = ("book", "regularised")
 
 
-class FilterExplorer:
+class FilterExplorer(FigureExplorer):
     """Layer menu, filter number and method, with patterns rendered on demand and cached.
 
     ``method="book"`` is the book's 40 normalised steps from its noise start;
@@ -182,21 +180,11 @@ class FilterExplorer:
         fig.tight_layout()
         return fig
 
-    def png(self, keys=None) -> bytes:
-        buffer = io.BytesIO()
-        FigureCanvasAgg(self.figure(keys)).print_png(buffer)
-        return buffer.getvalue()
 
     def __repr__(self) -> str:
         layer, f, method, size = self.key
         return f"FilterExplorer({len(self.layer_menu.options)} layers, {size} px; showing {layer}, filter {f}, {method})"
 
-    def _repr_mimebundle_(self, include=None, exclude=None, **kwargs):
-        # A live frontend picks the widget view; anything else falls back to the PNG.
-        bundle = dict(self.widget._repr_mimebundle_(**kwargs) or {})
-        bundle["image/png"] = base64.b64encode(bytes(self.view.value)).decode("ascii")
-        bundle["text/plain"] = repr(self)
-        return bundle
 
 
 def filter_explorer(model: keras.Model, layers=None, size: int = 64, method: str = "book", steps: int = 64, seed: int = 0, preprocess=F.vgg16_preprocess) -> FilterExplorer:
