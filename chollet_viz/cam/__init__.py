@@ -1,0 +1,80 @@
+"""Class activation maps: which parts of an image a convnet's class decision rests on.
+
+CAM, Grad-CAM, Grad-CAM++ and Score-CAM share one base (``ClassActivationMethod``): the
+target layer is found anywhere in the model (nested models and Sequential models too),
+the class score is the logit before the final softmax unless ``score="probability"``,
+and one compiled pass gives the heatmaps of a whole batch. Guided backpropagation and
+guided Grad-CAM give pixel-level detail; deletion and insertion curves measure how
+faithful a heatmap is.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ._core import ScoredModel
+from .faithfulness import FaithfulnessCurve, blurred, deletion_curve, insertion_curve, pixel_order
+from .guided import GuidedBackprop, guided_grad_cam, saliency_to_image
+from .methods import (
+    CAM,
+    CAMResult,
+    ClassActivationMethod,
+    GradCAM,
+    GradCAMPlusPlus,
+    ScoreCAM,
+    grad_cam,
+    normalize_heatmaps,
+    upsample,
+)
+
+
+def conv_layers(model, input_shape=None) -> list[str]:
+    """Paths of the layers with a 4-D (batch, height, width, channels) output, in order.
+
+    ``input_shape`` (without batch axis) is needed only for a Sequential model that has
+    not been built yet.
+    """
+    scored = ScoredModel(model, False)
+    scored.build((None, *(input_shape or ())))
+    return scored.conv_layers
+
+
+def overlay(image, heatmap, alpha: float = 0.4, cmap: str = "jet", path=None) -> np.ndarray:
+    """Lay a heatmap over an RGB image (0..255) with a matplotlib colormap; optionally save.
+
+    The heatmap (any size, values in [0, 1]) is resized to the image. ``path`` writes the
+    result as an image file (format from the suffix, via Pillow).
+    """
+    from PIL import Image
+
+    from ..plotting import overlay_heatmap
+
+    out = overlay_heatmap(image, heatmap, alpha=alpha, cmap=cmap)
+    if path is not None:
+        Image.fromarray(out).save(Path(path))
+    return out
+
+
+__all__ = [
+    "CAM",
+    "CAMResult",
+    "ClassActivationMethod",
+    "FaithfulnessCurve",
+    "GradCAM",
+    "GradCAMPlusPlus",
+    "GuidedBackprop",
+    "ScoreCAM",
+    "blurred",
+    "conv_layers",
+    "deletion_curve",
+    "grad_cam",
+    "guided_grad_cam",
+    "insertion_curve",
+    "normalize_heatmaps",
+    "overlay",
+    "pixel_order",
+    "saliency_to_image",
+    "upsample",
+]
