@@ -8,8 +8,6 @@ PNG of the current view for renderers without a widget manager (the static book)
 
 from __future__ import annotations
 
-import base64
-import io
 
 import ipywidgets as widgets
 import numpy as np
@@ -18,6 +16,7 @@ from matplotlib.figure import Figure
 
 from ..cam import GradCAM, GradCAMPlusPlus, upsample
 from ..plotting import overlay_heatmap
+from ._base import FigureExplorer
 
 __all__ = ["CAMExplorer", "cam_explorer"]
 
@@ -44,7 +43,7 @@ def _class_names(n: int, class_names):
     return [f"class {i}" for i in range(n)]
 
 
-class CAMExplorer:
+class CAMExplorer(FigureExplorer):
     """Class menu (the model's top-k classes for ``image``), method menu and opacity slider.
 
     ``image`` is the picture as an RGB array with values 0..255; ``preprocess`` turns a
@@ -119,23 +118,12 @@ class CAMExplorer:
         fig.tight_layout()
         return fig
 
-    def png(self) -> bytes:
-        buffer = io.BytesIO()
-        FigureCanvasAgg(self.figure()).print_png(buffer)
-        return buffer.getvalue()
 
-    def _redraw(self, change=None) -> None:
-        self.view.value = self.png()
 
     def __repr__(self) -> str:
         return (f"CAMExplorer(top {len(self.classes)} classes; showing {self.names[self.class_index]}, "
                 f"{self.method_menu.value})")
 
-    def _repr_mimebundle_(self, include=None, exclude=None, **kwargs):
-        bundle = dict(self.widget._repr_mimebundle_(**kwargs) or {})
-        bundle["image/png"] = base64.b64encode(bytes(self.view.value)).decode("ascii")
-        bundle["text/plain"] = repr(self)
-        return bundle
 
 
 def cam_explorer(model, image, *, preprocess=None, layer=None, top: int = 5, class_names=None,
