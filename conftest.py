@@ -21,5 +21,4 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # producing the inline figures that nbval compares.)
 matplotlib.use("Agg")
 
-# book/drafts holds chapters waiting for an artifact (see its README); not yet tests.
-collect_ignore_glob = ["book/_build/*", "_build/*", "book/drafts/*"]
+collect_ignore_glob = ["book/_build/*", "_build/*"]
