@@ -8,13 +8,20 @@ import pytest
 from chollet_viz import train
 
 
-def test_augmentation_keeps_shape_and_range():
-    augment = train.augmentation(seed=0)
-    images = np.random.default_rng(0).uniform(0, 1, (4, 150, 150, 3)).astype("float32")
-    out = np.asarray(augment(images, training=True))
-    assert out.shape == images.shape
-    assert out.min() >= 0 and out.max() <= 1  # "nearest" fill never invents values
-    assert not np.allclose(out, images)
+def test_training_batches_are_augmented_and_reproducible():
+    def first_batches(seed, augment=True):
+        train_ds, _ = train.training_datasets(batch_size=4, seed=seed, augment=augment)
+        return [x.numpy() for x, _ in train_ds.take(2)]
+
+    batches = first_batches(0)
+    assert batches[0].shape == (4, 150, 150, 3) and batches[0].dtype == np.float32
+    assert 0 <= batches[0].min() and batches[0].max() <= 1
+    for again, first in zip(first_batches(0), batches):
+        np.testing.assert_array_equal(again, first)
+    # The same images, un-augmented: augmentation changes them, pixel for pixel.
+    plain = first_batches(0, augment=False)
+    assert all(np.isin(b, p).mean() > 0.99 for b, p in zip(batches, plain))  # resampled, not blended
+    assert not any(np.array_equal(b, p) for b, p in zip(batches, plain))
 
 
 def test_training_resumes_where_it_stopped(tmp_path):
