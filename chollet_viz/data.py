@@ -139,8 +139,10 @@ def download(url: str, dest: Path, sha256: str, *, name: str = "", timeout: floa
 
 
 def _how_to_get(asset: Asset) -> str:
+    # Folder assets register one URL template per source, with {file} for each manifest entry.
+    urls = [u.replace("{file}", "<file>") for u in asset.urls]
     online = (
-        "download it from " + " or ".join(asset.urls)
+        "download it from " + " or ".join(urls)
         if asset.urls
         else "it has no public download URL; get the course's offline mirror"
     )

@@ -88,8 +88,14 @@ def train(
     from .models import cats_and_dogs_small
 
     out_dir = Path(out_dir)
+    shipped = out_dir.resolve() == DEFAULT_OUT.resolve()
+    if shipped and not augment:
+        raise ValueError(
+            f"Training without augmentation would replace the course's model in {DEFAULT_OUT}; "
+            "choose another output folder (--out-dir runs/plain)."
+        )
     if register is None:
-        register = out_dir.resolve() == DEFAULT_OUT.resolve() and augment
+        register = shipped
     out_dir.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(seed)
     train_ds, val_ds = training_datasets(batch_size, seed, augment)

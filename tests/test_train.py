@@ -54,3 +54,8 @@ def test_evaluate_reports_both_held_out_splits(tmp_path):
         assert results[split]["loss"] == pytest.approx(expected_loss, abs=1e-3)
     saved = json.loads((tmp_path / "cats_and_dogs_small_evaluation.json").read_text())
     assert saved == results
+
+
+def test_training_without_augmentation_refuses_to_replace_the_shipped_model():
+    with pytest.raises(ValueError, match="--out-dir"):
+        train.train(epochs=1, augment=False)
