@@ -14,9 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
-import statistics
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -25,6 +22,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from chollet_viz import cam, datasets, models  # noqa: E402
+
+from _common import median_seconds, peak_rss_mb  # noqa: E402
 
 
 def vgg16_gap():
@@ -46,23 +45,6 @@ def efficientnet():
 
 
 MODELS = {"vgg16-gap": vgg16_gap, "efficientnet": efficientnet}
-
-
-def timed(fn):
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
-def bench(runs: dict, repeats: int, warmup: int = 2) -> dict:
-    for fn in runs.values():
-        for _ in range(warmup):
-            fn()
-    times = {name: [] for name in runs}
-    for _ in range(repeats):
-        for name, fn in runs.items():
-            times[name].append(timed(fn))
-    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def tf_keras_vis_gradcam(model, layer):
@@ -114,8 +96,8 @@ def main():
             except Exception as exc:  # report, do not stop the benchmark
                 print(f"tf-keras-vis Gradcam failed on {key}: {str(exc).splitlines()[0]}")
                 theirs = None
-        times = bench(runs, args.repeats)
-        times["Grad-CAM (eager)"] = bench({"e": lambda: eager(x1, class_index)}, max(args.repeats // 2, 2), 1)["e"]
+        times = median_seconds(runs, args.repeats, warmup=2)
+        times["Grad-CAM (eager)"] = median_seconds({"e": lambda: eager(x1, class_index)}, max(args.repeats // 2, 2))["e"]
         base = times["forward (compiled)"]
         print(f"\n{key}: Grad-CAM at {layer}, batch of 1, median of {args.repeats}")
         for name, t in times.items():
@@ -131,7 +113,7 @@ def main():
                   f"our time; largest heatmap difference {diff:.1e} (both min-max scaled)")
         else:
             print("  tf-keras-vis is not installed: no comparison")
-        batch_times = bench(
+        batch_times = median_seconds(
             {
                 "forward": lambda: forward(tf.constant(xb)).numpy(),
                 "Grad-CAM": lambda: compiled(xb, class_index),
@@ -142,8 +124,7 @@ def main():
         print(f"  batch of {args.batch}: forward {args.batch / batch_times['forward']:.1f} images/s, "
               f"Grad-CAM {args.batch / batch_times['Grad-CAM']:.1f} images/s "
               f"({batch_times['Grad-CAM'] / batch_times['forward']:.2f}x forward)")
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"\npeak resident memory: {peak:.0f} MB")
+    print(f"\npeak resident memory: {peak_rss_mb():.0f} MB")
 
 
 if __name__ == "__main__":

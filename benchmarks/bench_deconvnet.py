@@ -17,10 +17,7 @@ busy machine slows all of them alike) and the peak resident memory. Run:
 from __future__ import annotations
 
 import argparse
-import resource
 import statistics
-import sys
-import time
 
 import keras
 import tensorflow as tf
@@ -28,22 +25,7 @@ import tensorflow as tf
 from chollet_viz import datasets, models
 from chollet_viz.deconvnet import Deconvnet, preprocess_input
 
-
-def interleaved_seconds(candidates: dict, repeats: int) -> dict:
-    """Per candidate, the list of wall times of ``repeats`` rounds, candidates taking turns.
-
-    Taking turns within each round spreads the load of other processes over all of them,
-    so per-round ratios stay meaningful on a busy machine.
-    """
-    for fn in candidates.values():
-        fn()  # warm-up: tracing and first-call allocations are not what is measured
-    times = {name: [] for name in candidates}
-    for _ in range(repeats):
-        for name, fn in candidates.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return times
+from _common import interleaved_seconds, peak_rss_mb
 
 
 def multiply_add_ratio(model, deconv) -> float:
@@ -61,11 +43,6 @@ def multiply_add_ratio(model, deconv) -> float:
         elif layer.name in deconv.pool_layers:
             per_layer[layer.name] = below
     return (below + 2 * sum(per_layer.values())) / below
-
-
-def peak_rss_mb() -> float:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
 
 
 def main() -> None:

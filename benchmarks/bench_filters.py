@@ -26,10 +26,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
+
+from _common import peak_rss_mb
 
 LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1")
 
@@ -144,7 +145,7 @@ def main():
 
     if args.part:
         result = PARTS[args.part](args)
-        result["max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        result["max_rss_mb"] = peak_rss_mb()
         print(json.dumps(result))
         return
 

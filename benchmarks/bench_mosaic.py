@@ -21,10 +21,6 @@ from __future__ import annotations
 import argparse
 import io
 import math
-import resource
-import statistics
-import sys
-import time
 import tracemalloc
 
 import matplotlib
@@ -38,6 +34,8 @@ import numpy as np  # noqa: E402
 from chollet_viz import models, plotting  # noqa: E402
 from chollet_viz.activations import activations  # noqa: E402
 from chollet_viz.data import AssetError  # noqa: E402
+
+from _common import median_seconds, peak_rss_mb  # noqa: E402
 
 NCOLS = 16
 DPI = 72
@@ -92,26 +90,12 @@ def render_subplots(acts: dict) -> list[bytes]:
     return pngs
 
 
-def median_seconds(fn, acts, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn(acts)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def traced_peak_mb(fn, acts) -> float:
     tracemalloc.start()
     fn(acts)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     return peak / 2**20
-
-
-def peak_rss_mb() -> float:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
 
 
 def main() -> None:
@@ -128,9 +112,9 @@ def main() -> None:
     print(f"small convnet ({weights}); {len(acts)} layers, {channels} channels ({dead} dead); "
           f"{NCOLS} per row, {DPI} dpi; median of {args.repeats}")
 
-    render_package(acts), render_subplots(acts)  # warm-up: fonts, colormaps, caches
-    package = median_seconds(render_package, acts, args.repeats)
-    subplots = median_seconds(render_subplots, acts, args.repeats)
+    # The warm-up call covers fonts, colormaps and caches.
+    times = median_seconds({"package": lambda: render_package(acts), "subplots": lambda: render_subplots(acts)}, args.repeats)
+    package, subplots = times["package"], times["subplots"]
     package_mb = traced_peak_mb(render_package, acts)
     subplots_mb = traced_peak_mb(render_subplots, acts)
 
