@@ -270,7 +270,8 @@ def activations(model: keras.Model, image, layers=None, layer_types=None, prepro
 # --- ranking channels -------------------------------------------------------------------
 
 
-def _one_map(activation) -> np.ndarray:
+def single_activation(activation) -> np.ndarray:
+    """One image's activation as (height, width, channels), from that or (1, h, w, c)."""
     activation = np.asarray(activation)
     if activation.ndim == 4:
         if activation.shape[0] != 1:
@@ -283,7 +284,7 @@ def _one_map(activation) -> np.ndarray:
 
 def channel_means(activation) -> np.ndarray:
     """Mean of each channel of one activation (h, w, c) or (1, h, w, c); shape (c,)."""
-    return _one_map(activation).astype(np.float64).mean(axis=(0, 1))
+    return single_activation(activation).astype(np.float64).mean(axis=(0, 1))
 
 
 def rank_channels(activation, top: int | None = 5) -> np.ndarray:

@@ -12,6 +12,8 @@ import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 
+from .activations import single_activation
+
 
 def standardize_channels(maps: np.ndarray) -> np.ndarray:
     """The book's display normalisation, per channel: centre, scale to std 64, shift to 128.
@@ -46,13 +48,7 @@ def tile(images: np.ndarray, ncols: int | None = None, margin: int = 0, fill=0) 
 
 def channel_mosaic(maps: np.ndarray, ncols: int = 16, normalize: bool = True) -> np.ndarray:
     """Every channel of one activation (h, w, c) or (1, h, w, c) tiled into a 2-D array."""
-    maps = np.asarray(maps)
-    if maps.ndim == 4:
-        if maps.shape[0] != 1:
-            raise ValueError(f"Expected one image's activations, got a batch of {maps.shape[0]}.")
-        maps = maps[0]
-    if maps.ndim != 3:
-        raise ValueError(f"Expected activations of shape (height, width, channels), got {maps.shape}.")
+    maps = single_activation(maps)
     if normalize:
         maps = standardize_channels(maps)
     return tile(np.moveaxis(maps, -1, 0), ncols=min(ncols, maps.shape[-1]))

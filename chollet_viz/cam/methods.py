@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
+from ..plotting import resize
 from ._core import (
     ScoredModel,
     as_batch,
@@ -55,11 +56,10 @@ def normalize_heatmaps(maps) -> np.ndarray:
 def upsample(heatmaps, size) -> np.ndarray:
     """Bilinear resize of heatmaps (batch, h, w) or one (h, w) to ``size = (height, width)``."""
     heatmaps = np.asarray(heatmaps, dtype=np.float32)
-    single = heatmaps.ndim == 2
-    batch = heatmaps[None] if single else heatmaps
-    out = tf.image.resize(batch[..., None], tuple(size), method="bilinear").numpy()[..., 0]
-    out = np.clip(out, 0, 1)
-    return out[0] if single else out
+    if heatmaps.ndim == 2:
+        return np.clip(resize(heatmaps, size), 0, 1)
+    # The batch rides along as channels, which bilinear resizing treats independently.
+    return np.clip(np.moveaxis(resize(np.moveaxis(heatmaps, 0, -1), size), -1, 0), 0, 1)
 
 
 class ClassActivationMethod:
