@@ -42,11 +42,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from . import models
+
 MODES = ("full", "max")
 RULES = ("deconvnet", "guided", "backprop")
 
 # BGR channel means that Keras' VGG16 ``preprocess_input`` (mode "caffe") subtracts.
-VGG16_BGR_MEAN = np.array([103.939, 116.779, 123.68], dtype=np.float32)
+VGG16_BGR_MEAN = np.array(models.VGG16_BGR_MEAN, dtype=np.float32)
 
 
 # --------------------------------------------------------------------------- building blocks
@@ -460,11 +462,8 @@ def _pair(value):
 
 
 def preprocess_input(images) -> np.ndarray:
-    """VGG16's preprocessing (Caffe style): RGB 0..255 -> BGR minus the ImageNet means.
-
-    Works on a copy: Keras' own ``preprocess_input`` edits float arrays in place.
-    """
-    return keras.applications.vgg16.preprocess_input(np.array(images, dtype=np.float32, copy=True))
+    """VGG16's preprocessing (Caffe style) as a NumPy array: see ``models.vgg16_preprocess``."""
+    return np.asarray(models.vgg16_preprocess(images))
 
 
 def undo_preprocess(x) -> np.ndarray:

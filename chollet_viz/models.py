@@ -46,6 +46,24 @@ def cats_and_dogs_small(pretrained: bool = False) -> keras.Model:
     return model
 
 
+# ImageNet channel means in BGR order, subtracted by Keras' VGG16 ("caffe") preprocessing.
+VGG16_BGR_MEAN = (103.939, 116.779, 123.68)
+
+
+def vgg16_preprocess(images):
+    """VGG16's input preprocessing: RGB 0..255 -> BGR with the ImageNet means removed.
+
+    Equal to ``keras.applications.vgg16.preprocess_input`` for channels-last inputs, but
+    it never edits its argument (Keras' edits float NumPy arrays in place) and works on
+    tensors inside compiled functions. Returns a tensor of the input's floating dtype
+    (float32 for integer images).
+    """
+    x = keras.ops.convert_to_tensor(images)
+    if "float" not in keras.backend.standardize_dtype(x.dtype):
+        x = keras.ops.cast(x, "float32")
+    return keras.ops.flip(x, axis=-1) - keras.ops.convert_to_tensor(VGG16_BGR_MEAN, dtype=x.dtype)
+
+
 def vgg16(include_top: bool = False, input_shape=None) -> keras.Model:
     """ImageNet VGG16.
 
@@ -98,4 +116,4 @@ def efficientnet_lite0(pretrained: bool = True) -> keras.Model:
     return build(pretrained=pretrained)
 
 
-__all__ = ["cats_and_dogs_small", "vgg16", "mnist_cnn", "efficientnet_lite0"]
+__all__ = ["cats_and_dogs_small", "vgg16", "vgg16_preprocess", "VGG16_BGR_MEAN", "mnist_cnn", "efficientnet_lite0"]

@@ -2,6 +2,7 @@
 
 import socket
 
+import keras
 import numpy as np
 import pytest
 
@@ -72,3 +73,12 @@ def test_mnist_cnn_shapes():
     assert shapes["logits"] == (10,)
     logits = model(np.zeros((2, 28, 28, 1), dtype=np.float32))
     assert logits.shape == (2, 10)
+
+
+def test_vgg16_preprocess_equals_keras_and_leaves_its_input_alone():
+    images = np.random.default_rng(0).uniform(0, 255, (2, 8, 8, 3)).astype("float32")
+    before = images.copy()
+    expected = keras.applications.vgg16.preprocess_input(images.copy())
+    np.testing.assert_allclose(np.asarray(models.vgg16_preprocess(images)), expected, atol=1e-4)
+    np.testing.assert_array_equal(images, before)
+    assert np.asarray(models.vgg16_preprocess(images.astype("uint8"))).dtype == np.float32

@@ -20,6 +20,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from .. import models
+
 __all__ = [
     "Pixels",
     "RGBImage",
@@ -43,10 +45,6 @@ COLOUR_SQRT_COVARIANCE = np.array(
     ],
     dtype=np.float32,
 )
-
-# ImageNet channel means in BGR order, subtracted by Keras' VGG16 ("caffe") preprocessing.
-VGG16_BGR_MEAN = (103.939, 116.779, 123.68)
-
 
 def colour_sqrt_covariance(pixels: np.ndarray) -> np.ndarray:
     """A matrix M with M @ M.T equal to the covariance of ``pixels`` (..., 3).
@@ -161,8 +159,7 @@ def fourier_image(
 
 def vgg16_preprocess(rgb: tf.Tensor) -> tf.Tensor:
     """RGB in [0, 1] to the input space of Keras' ImageNet VGG16: 0-255, BGR, mean removed."""
-    bgr = tf.reverse(rgb * 255.0, axis=[-1])
-    return bgr - tf.constant(VGG16_BGR_MEAN, dtype=rgb.dtype)
+    return models.vgg16_preprocess(rgb * 255.0)
 
 
 def unit_range(rgb: tf.Tensor) -> tf.Tensor:
