@@ -204,6 +204,27 @@ def _load(path: Path, size, channels: int) -> np.ndarray:
     return image
 
 
+def convert_channels(array: np.ndarray, channels: int) -> np.ndarray:
+    """Gray, RGB or RGBA images (..., c) to ``channels`` (1 or 3), as Pillow converts them.
+
+    Gray is repeated into RGB, RGBA loses its alpha, and RGB(A) becomes gray by ITU-R 601
+    luma. The channel axis is the last one and is kept.
+    """
+    got = array.shape[-1]
+    if got == channels:
+        return array
+    if channels == 3 and got == 1:
+        return np.repeat(array, 3, axis=-1)
+    if channels == 3 and got == 4:
+        return array[..., :3]
+    if channels == 1 and got in (3, 4):
+        return array[..., :3] @ np.array([0.299, 0.587, 0.114], dtype=np.float32)[:, None]
+    raise ValueError(
+        f"got {got} channels where {channels} are needed; gray (1 channel), RGB (3) and RGBA (4) "
+        "images can be converted"
+    )
+
+
 def image_batch(image, model: keras.Model) -> np.ndarray:
     """A float32 batch (n, height, width, channels) that ``model`` accepts, from ``image``.
 
@@ -227,19 +248,10 @@ def image_batch(image, model: keras.Model) -> np.ndarray:
         array = array[None]
     if array.ndim != 4 or array.shape[0] == 0:
         raise ValueError(f"Expected an image of shape {expected}; got an array of shape {np.shape(image)}.")
-    got = array.shape[-1]
-    if got != channels:
-        if channels == 3 and got == 1:
-            array = np.repeat(array, 3, axis=-1)
-        elif channels == 3 and got == 4:
-            array = array[..., :3]
-        elif channels == 1 and got in (3, 4):
-            array = array[..., :3] @ np.array([0.299, 0.587, 0.114], dtype=np.float32)[:, None]
-        else:
-            raise ValueError(
-                f"Expected an image of shape {expected}; got {got} channels (shape {np.shape(image)}). "
-                "Gray (1 channel), RGB (3) and RGBA (4) images can be converted."
-            )
+    try:
+        array = convert_channels(array, channels)
+    except ValueError as exc:
+        raise ValueError(f"Expected an image of shape {expected}; {exc} (shape {np.shape(image)}).") from None
     for got_size, want, what in ((array.shape[1], height, "height"), (array.shape[2], width, "width")):
         if want is not None and got_size != want:
             raise ValueError(

@@ -363,3 +363,12 @@ def test_explorer_rejects_bad_arguments():
         ActivationExplorer({"a": np.zeros((2, 2, 3))}, channel=3)
     with pytest.raises(ValueError, match="expected one image's activation"):
         ActivationExplorer({"a": np.zeros((2, 2, 2, 3))})
+
+
+def test_explorer_converts_gray_pictures_and_rejects_two_channels():
+    acts = {"a": np.ones((2, 2, 3))}
+    gray = np.arange(16, dtype=np.float32).reshape(4, 4)
+    explorer = ActivationExplorer(acts, image=gray)
+    np.testing.assert_array_equal(explorer.image, np.repeat(gray[..., None], 3, axis=-1))
+    with pytest.raises(ValueError, match=r"got 2 channels where 3 are needed.*RGBA \(4\)"):
+        ActivationExplorer(acts, image=np.zeros((4, 4, 2)))

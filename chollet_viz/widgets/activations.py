@@ -14,7 +14,7 @@ import ipywidgets as widgets
 import numpy as np
 from matplotlib.figure import Figure
 
-from ..activations import channel_means
+from ..activations import channel_means, convert_channels
 from ..plotting import overlay_heatmap
 from ._base import FigureExplorer
 
@@ -37,13 +37,16 @@ def _as_rgb(image) -> np.ndarray:
     image = np.asarray(image, dtype=np.float32)
     if image.ndim == 4 and image.shape[0] == 1:
         image = image[0]
-    if image.ndim == 3 and image.shape[-1] == 1:
-        image = image[..., 0]
     if image.ndim == 2:
-        image = np.repeat(image[..., None], 3, axis=-1)
-    if image.ndim != 3 or image.shape[-1] not in (3, 4):
-        raise ValueError(f"Expected an image (height, width[, 1, 3 or 4]) with values 0..255, got {np.shape(image)}.")
-    return image[..., :3]
+        image = image[..., None]
+    try:
+        if image.ndim != 3:
+            raise ValueError("it is not one image")
+        return convert_channels(image, 3)
+    except ValueError as exc:
+        raise ValueError(
+            f"Expected an image (height, width[, 1, 3 or 4]) with values 0..255, got shape {np.shape(image)}: {exc}."
+        ) from None
 
 
 class ActivationExplorer(FigureExplorer):
