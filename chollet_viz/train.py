@@ -7,10 +7,12 @@ The recipe follows the book: 150x150 inputs rescaled to [0, 1]; rotation (40 deg
 width and height shifts (0.2), shear (0.2 radians), zoom (0.2) and horizontal flips,
 composed and resampled once as Keras 2.0's ImageDataGenerator did (see
 ``chollet_viz.augmentation``); RMSprop with learning rate 1e-4 and Keras 2's epsilon;
-binary cross-entropy; batches of 32, 100 steps per epoch, 100 epochs;
-validation on the 1,000 validation images. Training is resumable: the model and optimizer
-state are backed up after every epoch, and a stopped run continues where it stopped when
-the same command is run again. The per-epoch history is written as JSON as it grows.
+binary cross-entropy; batches of 32, 100 steps per epoch, 100 epochs; validation on the
+1,000 validation images. The weights of the epoch with the best validation accuracy are
+kept, as ``ModelCheckpoint(save_best_only=True)`` would keep them; the held-out test
+split then measures them. Training is resumable: the model and optimizer state are backed
+up after every epoch, and a stopped run continues where it stopped when the same command
+is run again. The per-epoch history is written as JSON as it grows.
 """
 
 from __future__ import annotations
@@ -78,11 +80,51 @@ class JsonHistory(keras.callbacks.Callback):
         self.path.write_text(json.dumps(self.records, indent=1) + "\n")
 
 
+def _without_optimizer(model: keras.Model) -> keras.Model:
+    """A copy holding only the model's weights: ``save_weights`` of a compiled model also
+    writes the optimizer state, which only resuming needs."""
+    from .models import cats_and_dogs_small
+
+    copy = cats_and_dogs_small()
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+class KeepBest(keras.callbacks.Callback):
+    """Saves the weights of the epoch with the best validation accuracy so far.
+
+    As ``ModelCheckpoint(save_best_only=True)`` (the first of equal scores wins), but a
+    resumed run starts from the best score in the JSON history instead of forgetting it.
+    """
+
+    def __init__(self, path: Path, history_path: Path):
+        super().__init__()
+        self.path, self.history_path = path, history_path
+
+    def on_train_begin(self, logs=None):
+        records = json.loads(self.history_path.read_text()) if self.history_path.exists() else []
+        scores = [r["val_accuracy"] for r in records]
+        self.best = max(scores) if scores and self.path.exists() else -1.0
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs["val_accuracy"] > self.best:
+            self.best = float(logs["val_accuracy"])
+            _without_optimizer(self.model).save_weights(self.path)
+
+
+def best_epoch(history: list[dict]) -> dict:
+    """The record of the epoch whose weights ship: the first with the best val_accuracy."""
+    return max(history, key=lambda r: (r["val_accuracy"], -r["epoch"]))
+
+
 def train(
     epochs=100, steps_per_epoch=100, batch_size=32, seed=1337, out_dir=DEFAULT_OUT, register=None, augment=True
 ):
-    """Train (or resume) and save the weights; the default output folder also registers them.
+    """Train (or resume); keep the weights of the best validation epoch and register them.
 
+    The weights saved are those of the epoch with the best validation accuracy (the
+    validation split picks the epoch; the test split, never seen in training or in that
+    choice, measures the result). The default output folder also registers them.
     ``augment=False`` trains on the plain images, as section 5.2 does before it augments.
     """
     from .models import cats_and_dogs_small
@@ -99,6 +141,8 @@ def train(
     out_dir.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(seed)
     train_ds, val_ds = training_datasets(batch_size, seed, augment)
+    weights = out_dir / "cats_and_dogs_small.weights.h5"
+    history = out_dir / "cats_and_dogs_small_history.json"
     model = cats_and_dogs_small()
     model.compile(
         optimizer=keras.optimizers.RMSprop(learning_rate=1e-4, epsilon=BOOK_RMSPROP_EPSILON),
@@ -112,16 +156,12 @@ def train(
         validation_data=val_ds,
         callbacks=[
             keras.callbacks.BackupAndRestore(str(out_dir / "training_backup"), delete_checkpoint=False),
-            JsonHistory(out_dir / "cats_and_dogs_small_history.json"),
+            JsonHistory(history),
+            KeepBest(weights, history),
         ],
         shuffle=False,  # the dataset shuffles itself
         verbose=2,
     )
-    # Ship the weights without the optimizer state, which only resuming needs.
-    final = cats_and_dogs_small()
-    final.set_weights(model.get_weights())
-    weights = out_dir / "cats_and_dogs_small.weights.h5"
-    final.save_weights(weights)
     if register:
         from .data import register_project_file
 
@@ -129,18 +169,20 @@ def train(
             "cats_and_dogs_small",
             weights,
             f"The book's small convnet (section 5.2) trained by `python -m chollet_viz.train` "
-            f"({epochs} epochs of {steps_per_epoch} steps, batch {batch_size}, seed {seed}).",
+            f"({epochs} epochs of {steps_per_epoch} steps, batch {batch_size}, seed {seed}); "
+            f"the weights of its best validation epoch, {best_epoch(json.loads(history.read_text()))['epoch']}.",
         )
         register_project_file(
             "cats_and_dogs_small_history",
-            out_dir / "cats_and_dogs_small_history.json",
+            history,
             "Per-epoch training and validation accuracy and loss of the shipped small convnet.",
         )
     return model
 
 
 def evaluate(out_dir=DEFAULT_OUT, batch_size=32) -> dict:
-    """Accuracy and loss of the saved weights on the validation and held-out test splits."""
+    """Accuracy and loss of the saved weights on the validation and held-out test splits,
+    with the epoch they come from when the training history is there."""
     from .datasets import dogs_vs_cats_dataset
     from .models import cats_and_dogs_small
 
@@ -153,6 +195,9 @@ def evaluate(out_dir=DEFAULT_OUT, batch_size=32) -> dict:
         ds = dogs_vs_cats_dataset(split, batch_size=batch_size).map(lambda x, y: (x / 255.0, y))
         loss, accuracy = model.evaluate(ds, verbose=0)
         results[split] = {"accuracy": round(float(accuracy), 4), "loss": round(float(loss), 4)}
+    history = out_dir / "cats_and_dogs_small_history.json"
+    if history.exists():
+        results["epoch"] = best_epoch(json.loads(history.read_text()))["epoch"]
     (out_dir / "cats_and_dogs_small_evaluation.json").write_text(json.dumps(results, indent=1) + "\n")
     return results
 

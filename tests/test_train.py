@@ -59,3 +59,45 @@ def test_evaluate_reports_both_held_out_splits(tmp_path):
 def test_training_without_augmentation_refuses_to_replace_the_shipped_model():
     with pytest.raises(ValueError, match="--out-dir"):
         train.train(epochs=1, augment=False)
+
+
+def test_keep_best_saves_only_improvements_and_remembers_them_on_resume(tmp_path):
+    from chollet_viz.models import cats_and_dogs_small
+
+    path, history = tmp_path / "best.weights.h5", tmp_path / "history.json"
+    model = cats_and_dogs_small()
+    keep = train.KeepBest(path, history)
+    keep.set_model(model)
+    keep.on_train_begin()
+
+    def first_kernel():
+        saved = cats_and_dogs_small()
+        saved.load_weights(path)
+        return saved.get_layer("conv2d_1").get_weights()[0]
+
+    def shift_weights(delta):
+        model.set_weights([w + delta for w in model.get_weights()])
+
+    keep.on_epoch_end(0, {"val_accuracy": 0.6})
+    saved_at_06 = first_kernel()
+    shift_weights(1.0)
+    keep.on_epoch_end(1, {"val_accuracy": 0.6})  # a tie is no improvement
+    keep.on_epoch_end(2, {"val_accuracy": 0.5})
+    np.testing.assert_array_equal(first_kernel(), saved_at_06)
+    keep.on_epoch_end(3, {"val_accuracy": 0.7})
+    np.testing.assert_allclose(first_kernel(), saved_at_06 + 1.0, atol=1e-6)
+
+    # A resumed run reads the best score so far from the history, so a worse epoch after
+    # the restart does not replace the saved weights.
+    history.write_text(json.dumps([{"epoch": e, "val_accuracy": v} for e, v in [(1, 0.6), (2, 0.6), (3, 0.5), (4, 0.7)]]))
+    resumed = train.KeepBest(path, history)
+    resumed.set_model(model)
+    resumed.on_train_begin()
+    shift_weights(1.0)
+    resumed.on_epoch_end(4, {"val_accuracy": 0.65})
+    np.testing.assert_allclose(first_kernel(), saved_at_06 + 1.0, atol=1e-6)
+
+
+def test_best_epoch_is_the_first_with_the_best_validation_accuracy():
+    history = [{"epoch": e, "val_accuracy": v} for e, v in [(1, 0.5), (2, 0.8), (3, 0.7), (4, 0.8)]]
+    assert train.best_epoch(history)["epoch"] == 2
