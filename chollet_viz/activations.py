@@ -7,18 +7,19 @@ are reached by name, or by the path ``"vgg16/block1_pool"`` when a name is ambig
 
 Building such a model with ``keras.Model(model.input, inner_layer.output)`` fails for a
 nested model ("Graph disconnected"): the inner layer's output lives in the nested model's
-own graph. Here the nested model is re-entered instead: a small model over its own graph
-is called on the tensor that feeds it in the outer graph.
+own graph. Here the model is replayed layer by layer on a fresh input instead (see
+``chollet_viz.replay``, which the CAM family uses too), recording the chosen outputs.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from pathlib import Path
 
 import keras
 import numpy as np
+
+from .replay import replay
 
 __all__ = [
     "activation_model",
@@ -125,52 +126,6 @@ def _graph(model: keras.Model):
     return getattr(model, "_functional", None) or model
 
 
-try:  # Keras has no public API for "this layer's call inside that graph"; use its own key.
-    from keras.src.ops.function import make_node_key as _node_key
-except ImportError:  # pragma: no cover - the same format, should Keras move the helper
-
-    def _node_key(layer, index):
-        return f"{id(layer)}_ib-{index}"
-
-
-def _node_in(graph, layer):
-    """The call of ``layer`` that belongs to ``graph`` (a layer may be called in many graphs)."""
-    nodes = getattr(graph, "_nodes", None)
-    for index, node in enumerate(layer._inbound_nodes):
-        if nodes is None or _node_key(layer, index) in nodes:
-            return node
-    raise ValueError(f"Layer {layer.name!r} is not called in the graph of model {graph.name!r}.")
-
-
-def _single(tensors):
-    tensors = list(tensors)
-    return tensors[0] if len(tensors) == 1 else tensors
-
-
-def _tensors(model: keras.Model, paths: Sequence[tuple]) -> list:
-    """Symbolic outputs, in ``model``'s own graph, of the layers at ``paths``."""
-    graph = _graph(model)
-    out = [None] * len(paths)
-    nested: dict[int, list[int]] = {}
-    for i, path in enumerate(paths):
-        if len(path) == 1:
-            out[i] = _single(_node_in(graph, path[0]).output_tensors)
-        else:
-            nested.setdefault(id(path[0]), []).append(i)
-    for indices in nested.values():
-        sub = paths[indices[0]][0]
-        inner = keras.Model(
-            _single(_graph(sub).inputs),
-            _tensors(sub, [paths[i][1:] for i in indices]),
-            name=f"{sub.name}_activations",
-        )
-        results = inner(_single(_node_in(graph, sub).input_tensors))
-        results = results if isinstance(results, (list, tuple)) else [results]
-        for i, tensor in zip(indices, results):
-            out[i] = tensor
-    return out
-
-
 def activation_model(model: keras.Model, layers=None, layer_types=None) -> keras.Model:
     """A model from ``model``'s input to the outputs of the chosen layers (a list, in order).
 
@@ -179,8 +134,10 @@ def activation_model(model: keras.Model, layers=None, layer_types=None) -> keras
     too. With neither, every layer is used. The new model shares ``model``'s weights.
     """
     paths = _resolve(model, layers, layer_types)
-    graph = _graph(model)
-    return keras.Model(_single(graph.inputs), _tensors(model, paths), name=f"{model.name}_activations")
+    input_shape = _graph(model).inputs[0].shape[1:]
+    taps = [path[-1] for path in paths]
+    replayed = replay(model, input_shape, taps=taps, with_output=False).model
+    return keras.Model(replayed.inputs[0], replayed.outputs, name=f"{model.name}_activations")
 
 
 # --- inputs -----------------------------------------------------------------------------

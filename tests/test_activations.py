@@ -111,6 +111,17 @@ def test_layers_two_levels_down_in_a_functional_model(digit):
     assert layer_paths(model, layer_types=(layers.Conv2D, layers.MaxPooling2D)) == ["middle/base/conv", "middle/base/pool"]
 
 
+def test_a_nested_model_itself_can_be_tapped(digit):
+    base = known_conv_base()
+    inputs = keras.Input((8, 8, 1))
+    x = layers.Rescaling(2.0, name="double")(inputs)
+    model = keras.Model(inputs, layers.Flatten(name="flat")(base(x)), name="outer")
+    got = activations(model, digit, layers=["base", "base/conv"])
+    expected = numpy_conv_relu(2 * digit, KERNEL, BIAS)
+    np.testing.assert_allclose(got["base"][0, :, :, 0], numpy_maxpool2(expected), atol=1e-4)
+    np.testing.assert_allclose(got["base/conv"][0, :, :, 0], expected, atol=1e-4)
+
+
 def test_same_name_in_two_nested_models_asks_for_a_path(digit):
     inputs = keras.Input((8, 8, 1))
     left, right = known_conv_base("left"), known_conv_base("right")

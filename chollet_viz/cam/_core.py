@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ._graph import is_container, leaf_layers, output_layer, replay
+from ..replay import is_container, leaf_layers, output_layer, replay
 
 SCORES = ("logit", "probability")
 

@@ -194,7 +194,7 @@ class CAM(ClassActivationMethod):
         self._dense_request = dense
 
     def _kernel(self, channels: int):
-        from ._graph import leaf_layers, output_layer
+        from ..replay import leaf_layers, output_layer
 
         model = self.model
         if self._dense_request is None:

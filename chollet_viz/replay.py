@@ -1,5 +1,7 @@
 """Replaying a Keras model layer by layer, to tap a layer's output anywhere inside it.
 
+Used by ``activations.activation_model`` and by the CAM family.
+
 Keras 3 cannot build ``Model(outer.inputs, [inner_layer.output, outer.output])`` when the
 layer sits inside a nested model ("Graph disconnected"), and a Sequential model built
 without ``keras.Input`` has no symbolic graph at all. Instead of relying on either, the
@@ -55,10 +57,11 @@ class Replay:
     shapes: dict[str, tuple] = field(default_factory=dict)  # output shape of every leaf, by path
 
 
-def replay(model, input_shape, taps=(), substitute: Hook | None = None) -> Replay:
+def replay(model, input_shape, taps=(), substitute: Hook | None = None, with_output: bool = True) -> Replay:
     """Rebuild ``model`` on a fresh input of ``input_shape`` (without batch axis).
 
-    ``taps`` are leaf layers whose outputs become extra model outputs, in that order.
+    ``taps`` are layers (leaves or nested models) whose outputs become extra model
+    outputs, in that order; ``with_output=False`` keeps only them.
     ``substitute(layer)`` may return a callable used instead of ``layer`` for its call.
     """
     if not is_container(model):
@@ -74,7 +77,10 @@ def replay(model, input_shape, taps=(), substitute: Hook | None = None) -> Repla
         def call(layer, *args, **kwargs):
             path = prefix + layer.name
             if is_container(layer):
-                return run(layer, args, kwargs, path + "/")
+                out = run(layer, args, kwargs, path + "/")
+                if id(layer) in tap_ids:  # a nested model may itself be tapped
+                    found[id(layer)] = out
+                return out
             replacement = substitute(layer) if substitute is not None else None
             out = (layer if replacement is None else replacement)(*args, **kwargs)
             shapes[path] = tuple(getattr(out, "shape", ()))
@@ -112,5 +118,6 @@ def replay(model, input_shape, taps=(), substitute: Hook | None = None) -> Repla
     missing = [layer.name for layer in taps if id(layer) not in found]
     if missing:
         raise ValueError(f"Layers {missing} were not reached when running the model.")
-    outputs = [output, *(found[id(layer)] for layer in taps)]
+    outputs = [output] if with_output else []
+    outputs += [found[id(layer)] for layer in taps]
     return Replay(keras.Model(inputs, outputs), [layer.name for layer in taps], shapes)
