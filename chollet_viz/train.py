@@ -180,9 +180,13 @@ def train(
     return model
 
 
-def evaluate(out_dir=DEFAULT_OUT, batch_size=32) -> dict:
+def evaluate(out_dir=DEFAULT_OUT, batch_size=32, register=None) -> dict:
     """Accuracy and loss of the saved weights on the validation and held-out test splits,
-    with the epoch they come from when the training history is there."""
+    with the epoch they come from when the training history is there.
+
+    For the default output folder (or ``register=True``) the results are registered as
+    ``cats_and_dogs_small_evaluation`` and quoted in the weights' registry description.
+    """
     from .datasets import dogs_vs_cats_dataset
     from .models import cats_and_dogs_small
 
@@ -198,8 +202,28 @@ def evaluate(out_dir=DEFAULT_OUT, batch_size=32) -> dict:
     history = out_dir / "cats_and_dogs_small_history.json"
     if history.exists():
         results["epoch"] = best_epoch(json.loads(history.read_text()))["epoch"]
-    (out_dir / "cats_and_dogs_small_evaluation.json").write_text(json.dumps(results, indent=1) + "\n")
+    path = out_dir / "cats_and_dogs_small_evaluation.json"
+    path.write_text(json.dumps(results, indent=1) + "\n")
+    if register is None:
+        register = out_dir.resolve() == DEFAULT_OUT.resolve()
+    if register:
+        _register_accuracy(out_dir / "cats_and_dogs_small.weights.h5", path, results)
     return results
+
+
+def _register_accuracy(weights: Path, evaluation: Path, results: dict) -> None:
+    from .data import get_asset, register_project_file
+
+    marker = " Accuracy of these weights:"
+    base = get_asset("cats_and_dogs_small").description.split(marker)[0]
+    accuracy = f"validation {results['validation']['accuracy']:.3f}, test {results['test']['accuracy']:.3f}."
+    register_project_file("cats_and_dogs_small", weights, f"{base}{marker} {accuracy}")
+    register_project_file(
+        "cats_and_dogs_small_evaluation",
+        evaluation,
+        "Accuracy and loss of the shipped small convnet on the validation and held-out test "
+        "splits, and the training epoch its weights come from (python -m chollet_viz.train --evaluate-only).",
+    )
 
 
 def main(argv=None):
