@@ -1,7 +1,8 @@
 """Class activation maps: which parts of an image a convnet's class decision rests on.
 
-CAM, Grad-CAM, Grad-CAM++ and Score-CAM share one base (``ClassActivationMethod``): the
-target layer is found anywhere in the model (nested models and Sequential models too),
+CAM, Grad-CAM, Grad-CAM++, XGrad-CAM, HiResCAM, LayerCAM, Score-CAM and EigenCAM share
+one base (``ClassActivationMethod``): the target layer is found anywhere in the model
+(nested models and Sequential models too),
 the class score is the logit before the final softmax unless ``score="probability"``,
 and one compiled pass gives the heatmaps of a whole batch. Guided backpropagation and
 guided Grad-CAM give pixel-level detail; deletion and insertion curves measure how
@@ -21,9 +22,14 @@ from .methods import (
     CAM,
     CAMResult,
     ClassActivationMethod,
+    EigenCAM,
+    FasterScoreCAM,
     GradCAM,
     GradCAMPlusPlus,
+    HiResCAM,
+    LayerCAM,
     ScoreCAM,
+    XGradCAM,
     grad_cam,
     normalize_heatmaps,
     upsample,
@@ -44,13 +50,27 @@ def conv_layers(model, input_shape=None) -> list[str]:
 def overlay(image, heatmap, alpha: float = 0.4, cmap: str = "jet", path=None) -> np.ndarray:
     """Lay a heatmap over an RGB image (0..255) with a matplotlib colormap; optionally save.
 
-    The heatmap (any size, values in [0, 1]) is resized to the image. ``path`` writes the
-    result as an image file (format from the suffix, via Pillow).
+    The heatmap (any size, values in [0, 1]) is resized to the image; a batch of one
+    heatmap, ``(1, h, w)`` as a method returns for one image in a batch, is taken as that
+    map. ``path`` writes the result as an image file (format from the suffix, via Pillow).
     """
     from PIL import Image
 
     from ..plotting import overlay_heatmap
 
+    heatmap = np.asarray(heatmap)
+    if heatmap.ndim == 3 and len(heatmap) == 1:
+        heatmap = heatmap[0]
+    if heatmap.ndim != 2:
+        raise ValueError(
+            f"overlay takes one heatmap of shape (h, w) or (1, h, w), got shape {heatmap.shape}; "
+            "for a batch, overlay each map on its own image."
+        )
+    image = np.asarray(image)
+    if image.ndim == 4 and len(image) == 1:
+        image = image[0]
+    if image.ndim != 3 or image.shape[-1] != 3:
+        raise ValueError(f"overlay takes one RGB image of shape (height, width, 3), got shape {image.shape}.")
     out = overlay_heatmap(image, heatmap, alpha=alpha, cmap=cmap)
     if path is not None:
         Image.fromarray(out).save(Path(path))
@@ -61,11 +81,16 @@ __all__ = [
     "CAM",
     "CAMResult",
     "ClassActivationMethod",
+    "EigenCAM",
     "FaithfulnessCurve",
+    "FasterScoreCAM",
     "GradCAM",
     "GradCAMPlusPlus",
     "GuidedBackprop",
+    "HiResCAM",
+    "LayerCAM",
     "ScoreCAM",
+    "XGradCAM",
     "blurred",
     "conv_layers",
     "deletion_curve",

@@ -291,6 +291,8 @@ def as_batch(images) -> tuple[np.ndarray, bool]:
         return images[None], True
     if images.ndim != 4:
         raise ValueError(f"Expected images of shape (batch, height, width, channels), got {images.shape}.")
+    if len(images) == 0:
+        raise ValueError(f"Got an empty batch of images {images.shape}; give at least one image.")
     return images, False
 
 

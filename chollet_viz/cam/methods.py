@@ -1,13 +1,16 @@
-"""Class activation maps: CAM, Grad-CAM, Grad-CAM++ and Score-CAM over one shared base.
+"""Class activation maps over one shared base: CAM, Grad-CAM, Grad-CAM++, XGrad-CAM,
+HiResCAM, LayerCAM, Score-CAM (full and faster) and EigenCAM.
 
 Every method makes the same picture: a weighted sum of the channels of one convolutional
 feature map ``A`` (shape ``h x w x K``), passed through a ReLU and divided by its maximum,
 
     heatmap = relu(sum_k weight_k * A_k) / max(...)
 
-and differs only in how it weighs the channels (``_weights``). Images go in as the model
-expects them (already preprocessed), in batches; heatmaps come out at the feature map's
-resolution, in [0, 1]; ``upsample`` resizes them to the image.
+and differs only in how it weighs the channels (``_weights``): one weight per channel
+(shape ``(batch, K)``), or, for HiResCAM and LayerCAM, one per channel and position
+(``(batch, h, w, K)``). EigenCAM, which uses no class at all, replaces the weighted sum
+(``_raw``). Images go in as the model expects them (already preprocessed), in batches;
+heatmaps come out at the feature map's resolution, in [0, 1]; ``upsample`` resizes them.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ class CAMResult:
 
     heatmaps: np.ndarray  # (batch, h, w), each in [0, 1] (all zeros when nothing is positive)
     raw: np.ndarray  # (batch, h, w): relu(weighted sum) before normalisation
-    weights: np.ndarray  # (batch, channels)
+    weights: np.ndarray  # (batch, channels), or (batch, h, w, channels) per position
     class_index: np.ndarray  # (batch,) the class each heatmap explains
     score: np.ndarray  # (batch,) that class's score (logit or probability) for the image
     layer: str  # path of the feature layer
@@ -91,10 +94,17 @@ class ClassActivationMethod:
     # The one thing each method says -------------------------------------------------------
 
     def _weights(self, features, grads, logits, index):
-        """Channel weights of shape (batch, channels), as TensorFlow ops."""
+        """Channel weights, (batch, channels) or per position (batch, h, w, channels)."""
         raise NotImplementedError
 
     # Shared machinery ------------------------------------------------------------------
+
+    def _raw(self, features, grads, logits, index):
+        """The weighted sum of the channels before its ReLU, and the weights used."""
+        weights = self._weights(features, grads, logits, index)
+        if len(weights.shape) == 2:
+            return tf.einsum("bhwk,bk->bhw", features, weights), weights
+        return tf.reduce_sum(weights * features, axis=-1), weights
 
     def _pass(self, x, requested):
         scored = self.scored
@@ -106,9 +116,8 @@ class ClassActivationMethod:
             index = tf.where(requested < 0, class_index_of_top(logits), requested)
             score = scored.class_score(logits, index)
         grads = gradients(score, features, tape) if self.uses_gradients else None
-        weights = self._weights(features, grads, logits, index)
-        raw = tf.nn.relu(tf.einsum("bhwk,bk->bhw", features, weights))
-        return raw, weights, index, score
+        raw, weights = self._raw(features, grads, logits, index)
+        return tf.nn.relu(raw), weights, index, score
 
     def _prepare(self, images, class_index):
         batch, single = as_batch(images)
@@ -163,20 +172,69 @@ class GradCAM(ClassActivationMethod):
 
 
 class GradCAMPlusPlus(ClassActivationMethod):
-    """Grad-CAM++ (Chattopadhyay et al., 2018): positive gradients weighted per position.
+    """Grad-CAM++ (Chattopadhay et al., 2018): positive gradients weighted per position.
 
-    Uses the paper's closed form for an exponential of the score, which needs only first
-    derivatives: alpha = g^2 / (2 g^2 + sum_ij A g^3), weight = sum_ij alpha relu(g).
+    The paper's closed form for an exponential of the score (its eq. 19), which needs only
+    first derivatives ``g`` of the score with respect to ``A``:
+
+        alpha_ij^k = g_ij^2 / (2 g_ij^2 + (sum_ab A_ab^k) g_ij^3),
+        weight_k = sum_ij alpha_ij^k relu(g_ij^k).
+
+    ``normalize_alphas=True`` divides each channel's alphas by their sum first, as the
+    authors' released code does (and tf-keras-vis after it); the paper does not. On a
+    global-average-pooling head the gradient is the same at every position and the two
+    give the same map; on other heads they differ.
     """
 
     name = "Grad-CAM++"
 
+    def __init__(self, model, layer=None, *, normalize_alphas: bool = False, score: str = "logit",
+                 compiled: bool = True):
+        super().__init__(model, layer, score=score, compiled=compiled)
+        self.normalize_alphas = bool(normalize_alphas)
+
     def _weights(self, features, grads, logits, index):
         g2 = tf.square(grads)
-        g3 = g2 * grads
-        denom = 2 * g2 + tf.reduce_sum(features * g3, axis=(1, 2), keepdims=True)
-        alpha = tf.math.divide_no_nan(g2, tf.where(denom != 0, denom, tf.ones_like(denom)))
+        total = tf.reduce_sum(features, axis=(1, 2), keepdims=True)  # sum_ab A_ab, per channel
+        denom = 2 * g2 + total * g2 * grads
+        # Where g = 0 the numerator is 0 as well: alpha is 0 there (not 0 / 0).
+        alpha = tf.where(g2 > 0, g2 / tf.where(denom != 0, denom, tf.ones_like(denom)), tf.zeros_like(g2))
+        if self.normalize_alphas:
+            alpha = tf.math.divide_no_nan(alpha, tf.reduce_sum(alpha, axis=(1, 2), keepdims=True))
         return tf.reduce_sum(alpha * tf.nn.relu(grads), axis=(1, 2))
+
+
+class XGradCAM(ClassActivationMethod):
+    """XGrad-CAM (Fu et al., 2020): each position's gradient weighted by that position's
+    share of the channel's activation, weight_k = sum_ij (A_ij^k / sum_ab A_ab^k) g_ij^k.
+    An all-zero channel weighs zero."""
+
+    name = "XGrad-CAM"
+
+    def _weights(self, features, grads, logits, index):
+        share = tf.math.divide_no_nan(features, tf.reduce_sum(features, axis=(1, 2), keepdims=True))
+        return tf.reduce_sum(share * grads, axis=(1, 2))
+
+
+class HiResCAM(ClassActivationMethod):
+    """HiResCAM (Draelos & Carin, 2020): the gradient times the activation at each position,
+    summed over channels, with no averaging: relu(sum_k g_ij^k A_ij^k). For a head of
+    global average pooling and a dense layer it equals Grad-CAM (and CAM)."""
+
+    name = "HiResCAM"
+
+    def _weights(self, features, grads, logits, index):
+        return grads
+
+
+class LayerCAM(ClassActivationMethod):
+    """LayerCAM (Jiang et al., 2021): like HiResCAM, but only positive gradients count,
+    relu(sum_k relu(g_ij^k) A_ij^k); meant to work on shallow layers too."""
+
+    name = "LayerCAM"
+
+    def _weights(self, features, grads, logits, index):
+        return tf.nn.relu(grads)
 
 
 class CAM(ClassActivationMethod):
@@ -231,10 +289,13 @@ class ScoreCAM(ClassActivationMethod):
     [0, 1], masks the image, and the class score of the masked image is its weight.
 
     The masked images are scored in batches of ``batch_size`` in one compiled function.
-    ``max_channels`` keeps only the channels with the highest mean activation (the rest
-    weigh zero), which makes it much faster for wide layers. Masking multiplies the model's
-    input, so masked-out pixels become 0 in the model's input space. The score defaults to
-    the probability, as in the paper (logits of masked images are not comparable).
+    ``max_channels`` scores only that many channels per image, those whose activation
+    varies most over positions (largest standard deviation; the rule of Faster Score-CAM,
+    which tf-keras-vis' ``max_N`` follows); the others weigh zero. A flat channel would
+    mask the image with a constant, which says nothing about where the evidence is.
+    Masking multiplies the model's input, so masked-out pixels become 0 in the model's
+    input space. The score defaults to the probability, as in the paper (logits of masked
+    images are not comparable).
     """
 
     name = "Score-CAM"
@@ -251,8 +312,12 @@ class ScoreCAM(ClassActivationMethod):
         compiled: bool = True,
     ):
         super().__init__(model, layer, score=score, compiled=compiled)
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
+        if max_channels is not None and int(max_channels) < 1:
+            raise ValueError(f"max_channels must be None (all channels) or at least 1, got {max_channels}.")
         self.batch_size = int(batch_size)
-        self.max_channels = max_channels
+        self.max_channels = None if max_channels is None else int(max_channels)
         self._masked_fn = None
 
     def _masked_scores(self, image, maps, index):
@@ -271,6 +336,14 @@ class ScoreCAM(ClassActivationMethod):
         index = tf.where(requested < 0, class_index_of_top(logits), requested)
         return features, index, self.scored.class_score(logits, index)
 
+    def channels(self, features) -> np.ndarray:
+        """The channels scored for one image's feature map (h, w, K), in increasing order."""
+        k = features.shape[-1]
+        if self.max_channels is None or self.max_channels >= k:
+            return np.arange(k)
+        spread = features.reshape(-1, k).std(axis=0)
+        return np.sort(np.argsort(-spread, kind="stable")[: self.max_channels])
+
     def explain(self, images, class_index=None) -> CAMResult:
         batch, _, requested = self._prepare(images, class_index)
         if self._masked_fn is None:
@@ -281,10 +354,7 @@ class ScoreCAM(ClassActivationMethod):
         n, _, _, k = features.shape
         weights = np.zeros((n, k), dtype=np.float32)
         for b in range(n):
-            channels = np.arange(k)
-            if self.max_channels is not None and self.max_channels < k:
-                means = features[b].mean(axis=(0, 1))
-                channels = np.sort(np.argsort(-means, kind="stable")[: self.max_channels])
+            channels = self.channels(features[b])
             maps = np.moveaxis(features[b][..., channels], -1, 0)
             for start in range(0, len(channels), self.batch_size):
                 chunk = maps[start : start + self.batch_size]
@@ -292,6 +362,44 @@ class ScoreCAM(ClassActivationMethod):
                 weights[b, channels[start : start + len(chunk)]] = scores.numpy()
         raw = np.maximum(np.einsum("bhwk,bk->bhw", features, weights), 0).astype(np.float32)
         return CAMResult(normalize_heatmaps(raw), raw, weights, index, score.numpy(), self.layer)
+
+
+class FasterScoreCAM(ScoreCAM):
+    """Score-CAM on the ``max_channels`` (default 64) channels of largest spatial standard
+    deviation only (Faster Score-CAM; see ``ScoreCAM``)."""
+
+    name = "Faster Score-CAM"
+
+    def __init__(self, model, layer=None, *, max_channels: int = 64, **kwargs):
+        super().__init__(model, layer, max_channels=max_channels, **kwargs)
+
+
+class EigenCAM(ClassActivationMethod):
+    """EigenCAM (Muhammad & Yeasin, 2020): the feature map projected on its first principal
+    component, with no gradient and no class: the same map for every class.
+
+    The positions are the samples and the channels the variables: after removing each
+    channel's mean over positions, the map is ``(A - mean) v`` with ``v`` the first right
+    singular vector. A singular vector's sign is arbitrary; it is chosen so that the map
+    correlates positively with the summed activation, where the network's features fire.
+    """
+
+    name = "EigenCAM"
+    uses_gradients = False
+
+    def _raw(self, features, grads, logits, index):
+        b = tf.shape(features)[0]
+        k = features.shape[-1]
+        flat = tf.reshape(features, (b, -1, k))
+        centred = flat - tf.reduce_mean(flat, axis=1, keepdims=True)
+        _, _, v = tf.linalg.svd(centred)  # v: (b, k, k), columns are the right singular vectors
+        first = v[:, :, 0]
+        projection = tf.einsum("bpk,bk->bp", centred, first)
+        total = tf.reduce_sum(flat, axis=-1)
+        sign = tf.where(tf.reduce_sum(projection * (total - tf.reduce_mean(total, axis=1, keepdims=True)),
+                                      axis=1) < 0, -1.0, 1.0)
+        first = first * sign[:, None]
+        return tf.reshape(projection * sign[:, None], tf.shape(features)[:3]), first
 
 
 def grad_cam(model, images, layer=None, class_index=None, score: str = "logit", size=None) -> np.ndarray:
