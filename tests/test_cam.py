@@ -70,16 +70,39 @@ def test_hand_weighted_model_grad_cam():
 
 
 def test_hand_weighted_model_grad_cam_plus_plus():
+    """Reference: the paper's eq. 19 worked by hand (Chattopadhay et al. 2018),
+    alpha_ij = g_ij^2 / (2 g_ij^2 + S g_ij^3) with S = sum_ab A_ab, weight = sum alpha relu(g).
+
+    Image x = [[1, 2], [3, 4]]; A0 = x (S0 = 10), A1 = -x (S1 = -10); class 1.
+    Channel 0, g = 1 everywhere: alpha = 1 / (2 + 10) = 1/12, w0 = 4 * (1/12) * 1 = 1/3.
+    Channel 1, g = [1/2, 1/2, -1/2, 3/2]:
+      g = 1/2:  g^2 = 1/4, g^3 = 1/8,  denominator 1/2 - 10/8 = -3/4,     alpha = -1/3;
+      g = -1/2: g^2 = 1/4, g^3 = -1/8, denominator 1/2 + 10/8 = 7/4,      alpha = 1/7;
+      g = 3/2:  g^2 = 9/4, g^3 = 27/8, denominator 9/2 - 270/8 = -117/4,  alpha = -1/13;
+      w1 = 2 * (-1/3) * (1/2) + (1/7) * 0 + (-1/13) * (3/2) = -1/3 - 3/26 = -35/78.
+    Map: relu(w0 x + w1 (-x)) = (1/3 + 35/78) x = (61/78) x; scaled to its maximum, x / 4.
+    """
     result = cam.GradCAMPlusPlus(hand_model(), "conv").explain(HAND_IMAGE, 1)
-    # Channel 0: g = 1 everywhere, sum(A g^3) = 10: alpha = 1 / 12, weight = 4 / 12.
-    # Channel 1: g = [.5, .5, -.5, 1.5], A = -x: sum(A g^3) = -13.5, so
-    # alpha = g^2 / (2 g^2 - 13.5) = [-.25/13, -.25/13, -.25/13, 2.25/-9]
-    # and weight = sum(alpha relu(g)) = 2 * (-.25/13) * .5 + (-.25) * 1.5.
-    w0 = 4 / 12
-    w1 = 2 * (-0.25 / 13) * 0.5 + (-0.25) * 1.5
-    np.testing.assert_allclose(result.weights, [[w0, w1]], rtol=1e-5)
+    np.testing.assert_allclose(result.weights, [[1 / 3, -35 / 78]], rtol=1e-6)
     x = HAND_IMAGE[0, ..., 0]
-    np.testing.assert_allclose(result.raw[0], np.maximum(w0 * x - w1 * x, 0), rtol=1e-5)
+    np.testing.assert_allclose(result.raw[0], 61 / 78 * x, rtol=1e-6)
+    np.testing.assert_allclose(result.heatmaps[0], x / 4, rtol=1e-6)
+
+
+def test_hand_weighted_model_grad_cam_plus_plus_normalised_alphas():
+    """Reference: the same alphas by hand, each channel's divided by their sum (the authors'
+    code and tf-keras-vis).
+
+    Channel 0: alphas 1/12 (sum 4/12), normalised 1/4 each: w0 = 4 * (1/4) * 1 = 1.
+    Channel 1: alphas [-1/3, -1/3, 1/7, -1/13], sum -2/3 + 1/7 - 1/13 = -164/273;
+      w1 = (-35/78) / (-164/273) = (35/78) (273/164) = 245/328.
+    Map: relu(1 x - (245/328) x) = (83/328) x; scaled, x / 4 again.
+    """
+    result = cam.GradCAMPlusPlus(hand_model(), "conv", normalize_alphas=True).explain(HAND_IMAGE, 1)
+    np.testing.assert_allclose(result.weights, [[1.0, 245 / 328]], rtol=1e-6)
+    x = HAND_IMAGE[0, ..., 0]
+    np.testing.assert_allclose(result.raw[0], 83 / 328 * x, rtol=1e-5)
+    np.testing.assert_allclose(result.heatmaps[0], x / 4, rtol=1e-5)
 
 
 def test_zero_class_column_gives_zero_heatmaps_not_nan():
@@ -259,6 +282,39 @@ def test_class_index_out_of_range_is_rejected():
 def test_layer_without_4d_output_is_rejected():
     with pytest.raises(ValueError, match=r"Layer 'gap' outputs shape \(None, 6\), not a 4-D.*conv_a.*conv_b"):
         cam.GradCAM(gap_dense_model(), "gap")(images(1))
+
+
+ALL_METHODS = [cam.CAM, cam.GradCAM, cam.GradCAMPlusPlus, cam.XGradCAM, cam.HiResCAM, cam.LayerCAM,
+               cam.ScoreCAM, cam.FasterScoreCAM, cam.EigenCAM]
+
+
+@pytest.mark.parametrize("method", ALL_METHODS, ids=lambda m: m.__name__)
+def test_empty_batch_is_rejected(method):
+    explainer = method(gap_dense_model(), "conv_b")
+    empty = np.zeros((0, 12, 12, 3), np.float32)
+    for call in (explainer.explain, explainer):
+        with pytest.raises(ValueError, match=r"empty batch of images \(0, 12, 12, 3\); give at least one image"):
+            call(empty)
+
+
+def test_score_cam_rejects_no_channels_and_empty_batches_of_masks():
+    model = gap_dense_model()
+    with pytest.raises(ValueError, match="max_channels must be None .* or at least 1, got 0"):
+        cam.ScoreCAM(model, "conv_b", max_channels=0)
+    with pytest.raises(ValueError, match="max_channels must be None .* or at least 1, got 0"):
+        cam.FasterScoreCAM(model, "conv_b", max_channels=0)
+    with pytest.raises(ValueError, match="batch_size must be at least 1, got 0"):
+        cam.ScoreCAM(model, "conv_b", batch_size=0)
+
+
+def test_overlay_takes_a_batch_of_one_heatmap_and_rejects_a_batch_of_two():
+    image = np.full((8, 8, 3), 100.0, np.float32)
+    heat = np.array([[0.0, 1.0], [1.0, 0.0]], np.float32)
+    np.testing.assert_array_equal(cam.overlay(image, heat[None]), cam.overlay(image, heat))
+    with pytest.raises(ValueError, match=r"one heatmap of shape \(h, w\) or \(1, h, w\), got shape \(2, 2, 2\)"):
+        cam.overlay(image, np.stack([heat, heat]))
+    with pytest.raises(ValueError, match=r"one RGB image of shape \(height, width, 3\), got shape \(2, 8, 8, 3\)"):
+        cam.overlay(np.stack([image, image]), heat)
 
 
 def test_cam_needs_gap_and_dense():

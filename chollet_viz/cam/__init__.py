@@ -4,9 +4,11 @@ CAM, Grad-CAM, Grad-CAM++, XGrad-CAM, HiResCAM, LayerCAM, Score-CAM and EigenCAM
 one base (``ClassActivationMethod``): the target layer is found anywhere in the model
 (nested models and Sequential models too),
 the class score is the logit before the final softmax unless ``score="probability"``,
-and one compiled pass gives the heatmaps of a whole batch. Guided backpropagation and
-guided Grad-CAM give pixel-level detail; deletion and insertion curves measure how
-faithful a heatmap is.
+and one compiled pass gives the heatmaps of a whole batch. Pixel attributions share a
+second base (``PixelAttribution``): gradient saliency, SmoothGrad, Integrated Gradients,
+occlusion and guided backpropagation (with guided Grad-CAM); ``attribution_heatmaps``
+turns their attributions into heatmaps. Deletion and insertion curves, average drop and
+increase in confidence measure how faithful a heatmap is.
 """
 
 from __future__ import annotations
@@ -16,7 +18,24 @@ from pathlib import Path
 import numpy as np
 
 from ._core import ScoredModel
-from .faithfulness import FaithfulnessCurve, blurred, deletion_curve, insertion_curve, pixel_order
+from .attribution import (
+    AttributionResult,
+    IntegratedGradients,
+    Occlusion,
+    PixelAttribution,
+    Saliency,
+    SmoothGrad,
+    attribution_heatmaps,
+)
+from .faithfulness import (
+    ConfidenceChange,
+    FaithfulnessCurve,
+    blurred,
+    confidence_change,
+    deletion_curve,
+    insertion_curve,
+    pixel_order,
+)
 from .guided import GuidedBackprop, guided_grad_cam, saliency_to_image
 from .methods import (
     CAM,
@@ -78,9 +97,11 @@ def overlay(image, heatmap, alpha: float = 0.4, cmap: str = "jet", path=None) ->
 
 
 __all__ = [
+    "AttributionResult",
     "CAM",
     "CAMResult",
     "ClassActivationMethod",
+    "ConfidenceChange",
     "EigenCAM",
     "FaithfulnessCurve",
     "FasterScoreCAM",
@@ -88,10 +109,17 @@ __all__ = [
     "GradCAMPlusPlus",
     "GuidedBackprop",
     "HiResCAM",
+    "IntegratedGradients",
     "LayerCAM",
+    "Occlusion",
+    "PixelAttribution",
+    "Saliency",
     "ScoreCAM",
+    "SmoothGrad",
     "XGradCAM",
+    "attribution_heatmaps",
     "blurred",
+    "confidence_change",
     "conv_layers",
     "deletion_curve",
     "grad_cam",

@@ -5,6 +5,10 @@ most highlighted pixels first by a baseline and records the class score as more 
 are gone; *insertion* starts from the baseline and puts the most highlighted pixels back
 first. A faithful heatmap makes the deletion curve fall fast (small area under it) and
 the insertion curve rise fast (large area). Areas are over the fraction of pixels, 0..1.
+
+Chattopadhay et al. (Grad-CAM++, 2018, sec. 6.2), as the Score-CAM paper tabulates them:
+*average drop* and *increase in confidence* compare the class probability of the image
+with that of the image multiplied by its heatmap, the "explanation map" (``confidence_change``).
 """
 
 from __future__ import annotations
@@ -48,6 +52,8 @@ def pixel_order(heatmap, size) -> np.ndarray:
 class _Curves:
     def __init__(self, model, score, batch_size):
         self.scored = ScoredModel(model, False, score=score)
+        if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer of at least 1, got {batch_size!r}.")
         self.batch_size = int(batch_size)
         self._fn = compile_fn(self._scores, True)
 
@@ -56,18 +62,30 @@ class _Curves:
         index = tf.where(requested < 0, class_index_of_top(logits), requested)
         return self.scored.class_score(logits, index), index
 
-    def run(self, kind, images, heatmaps, class_index, steps, baseline):
+    def score_rows(self, x, requested) -> tuple[np.ndarray, np.ndarray]:
+        """Scores and classes of the images ``x``, ``batch_size`` at a time (-1: top class)."""
+        x, requested = np.asarray(x, np.float32), np.asarray(requested, np.int32)
+        outs = [self._fn(tf.constant(x[i : i + self.batch_size]), tf.constant(requested[i : i + self.batch_size]))
+                for i in range(0, len(x), self.batch_size)]
+        return np.concatenate([s.numpy() for s, _ in outs]), np.concatenate([i.numpy() for _, i in outs])
+
+    def prepare(self, images, heatmaps, class_index):
+        """The batch, its heatmaps (b, h', w') and the requested classes, checked."""
         batch, _ = as_batch(images)
         self.scored.build(batch.shape)
         heatmaps = np.asarray(heatmaps, dtype=np.float32)
         heatmaps = heatmaps[None] if heatmaps.ndim == 2 else heatmaps
+        if heatmaps.ndim != 3:
+            raise ValueError(f"Expected heatmaps of shape (batch, h, w) or one (h, w), got {heatmaps.shape}.")
         if len(heatmaps) != len(batch):
             raise ValueError(f"Got {len(heatmaps)} heatmaps for {len(batch)} images.")
+        return batch, heatmaps, self.scored.class_indices(class_index, len(batch))
+
+    def run(self, kind, images, heatmaps, class_index, steps, baseline):
+        batch, heatmaps, requested = self.prepare(images, heatmaps, class_index)
         if steps < 1:
             raise ValueError(f"steps must be at least 1, got {steps}.")
-        requested = self.scored.class_indices(class_index, len(batch))
-        _, index = self._fn(tf.constant(batch), tf.constant(requested))
-        index = index.numpy()
+        _, index = self.score_rows(batch, requested)
         if isinstance(baseline, str):
             if baseline != "blur":
                 raise ValueError(f"Unknown baseline {baseline!r}; use a number, an array or 'blur'.")
@@ -85,10 +103,7 @@ class _Curves:
             chosen = (rank[None, :] < counts[:, None]).reshape(steps + 1, h, w, 1)
             start, end = (batch[b], base[b]) if kind == "deletion" else (base[b], batch[b])
             stack = np.where(chosen, end, start).astype(np.float32)
-            for i in range(0, steps + 1, self.batch_size):
-                part = stack[i : i + self.batch_size]
-                s, _ = self._fn(tf.constant(part), tf.constant(np.full(len(part), index[b], np.int32)))
-                scores[b, i : i + len(part)] = s.numpy()
+            scores[b], _ = self.score_rows(stack, np.full(steps + 1, index[b]))
         return FaithfulnessCurve(kind, fractions, scores, index)
 
 
@@ -110,3 +125,62 @@ def insertion_curve(
     """Class score as the most highlighted pixels are put back into ``baseline`` (higher
     area is better); the default baseline is a blurred copy of the image, as in RISE."""
     return _Curves(model, score, batch_size).run("insertion", images, heatmaps, class_index, steps, baseline)
+
+
+@dataclass
+class ConfidenceChange:
+    """Class scores of images and of their explanation maps (heatmap times image)."""
+
+    full: np.ndarray  # (batch,) Y: the class score of each image
+    masked: np.ndarray  # (batch,) O: the class score of the image times its heatmap
+    class_index: np.ndarray  # (batch,)
+
+    @property
+    def drop(self) -> np.ndarray:
+        """Per image, max(0, Y - O) / Y in percent (0 where Y is 0: nothing to drop)."""
+        full = self.full.astype(np.float64)
+        lost = np.maximum(full - self.masked, 0)
+        return 100 * np.divide(lost, full, out=np.zeros_like(full), where=full > 0)
+
+    @property
+    def increased(self) -> np.ndarray:
+        """Per image, whether the explanation map scores higher than the image (O > Y)."""
+        return self.masked > self.full
+
+    @property
+    def average_drop(self) -> float:
+        """Average drop in percent, the mean of ``drop`` (lower is better)."""
+        return float(self.drop.mean())
+
+    @property
+    def increase_in_confidence(self) -> float:
+        """Increase in confidence: the percentage of images with O > Y (higher is better)."""
+        return float(100 * self.increased.mean())
+
+
+def confidence_change(
+    model, images, heatmaps, class_index=None, *, score: str = "probability", batch_size: int = 32,
+) -> ConfidenceChange:
+    """Average drop and increase in confidence (Chattopadhay et al., 2018, sec. 6.2).
+
+    For each image, Y is the class probability of the image and O that of its
+    explanation map, the image multiplied pixel by pixel (all channels alike) by its
+    heatmap upsampled bilinearly to the image. ``images`` are in the model's input space,
+    so the multiplication pulls each pixel towards the zero input there, fully where the
+    heatmap is 0: black for inputs in [0, 1], the mean colour for mean-subtracted inputs
+    (as ``ScoreCAM`` masks). Heatmaps must lie in [0, 1] (``normalize_heatmaps``).
+    The result gives ``average_drop`` = mean of max(0, Y - O) / Y x 100 and
+    ``increase_in_confidence`` = % of images with O > Y, and per-image ``drop`` and
+    ``increased`` for standard errors. ``class_index=None`` follows each image's top class.
+    """
+    curves = _Curves(model, score, batch_size)
+    batch, heatmaps, requested = curves.prepare(images, heatmaps, class_index)
+    if not np.all(np.isfinite(heatmaps)) or heatmaps.min() < 0 or heatmaps.max() > 1:
+        raise ValueError(
+            f"heatmaps must lie in [0, 1] to multiply the images, got values in "
+            f"[{np.nanmin(heatmaps):g}, {np.nanmax(heatmaps):g}]; normalise them first (normalize_heatmaps)."
+        )
+    full, index = curves.score_rows(batch, requested)
+    masks = upsample(heatmaps, batch.shape[1:3])[..., None]
+    masked, _ = curves.score_rows(batch * masks, index)
+    return ConfidenceChange(full, masked, index)

@@ -10,46 +10,23 @@ where the class evidence is: guided Grad-CAM.
 from __future__ import annotations
 
 import numpy as np
-import tensorflow as tf
 
-from ._core import ScoredModel, as_batch, class_index_of_top, compile_fn, gradients
+from ._core import as_batch
+from .attribution import Saliency
 from .methods import GradCAM, upsample
 
 
-class GuidedBackprop:
+class GuidedBackprop(Saliency):
     """Guided-backpropagation saliency (batch, height, width, channels) in input space.
 
-    The model is replayed with its ReLU and ReLU6 activations swapped for guided ones (the
-    weights are shared, the model itself is untouched).
+    The gradient saliency (``Saliency``) of a replay of the model with its ReLU and ReLU6
+    activations swapped for guided ones (the weights are shared, the model itself is
+    untouched). ``explain`` returns an ``AttributionResult``, which unpacks as
+    ``(saliency, class indices)``.
     """
 
-    def __init__(self, model, *, score: str = "logit", compiled: bool = True):
-        self.scored = ScoredModel(model, False, score=score, guided=True)
-        self.compiled = compiled
-        self._fn = None
-
-    def _pass(self, x, requested):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            logits, _ = self.scored.logits_and_features(x)
-            index = tf.where(requested < 0, class_index_of_top(logits), requested)
-            score = self.scored.class_score(logits, index)
-        return gradients(score, x, tape), index
-
-    def explain(self, images, class_index=None):
-        """Returns (saliency of the batch, class indices explained)."""
-        batch, _ = as_batch(images)
-        self.scored.build(batch.shape)
-        requested = self.scored.class_indices(class_index, len(batch))
-        if self._fn is None:
-            self._fn = compile_fn(self._pass, self.compiled)
-        grads, index = self._fn(tf.constant(batch), tf.constant(requested))
-        return grads.numpy(), index.numpy()
-
-    def __call__(self, images, class_index=None) -> np.ndarray:
-        _, single = as_batch(images)
-        grads, _ = self.explain(images, class_index)
-        return grads[0] if single else grads
+    name = "Guided backpropagation"
+    guided = True
 
 
 def guided_grad_cam(model, images, layer=None, class_index=None, score: str = "logit") -> np.ndarray:

@@ -181,9 +181,11 @@ class GradCAMPlusPlus(ClassActivationMethod):
         weight_k = sum_ij alpha_ij^k relu(g_ij^k).
 
     ``normalize_alphas=True`` divides each channel's alphas by their sum first, as the
-    authors' released code does (and tf-keras-vis after it); the paper does not. On a
-    global-average-pooling head the gradient is the same at every position and the two
-    give the same map; on other heads they differ.
+    authors' released code does (and tf-keras-vis after it); the paper does not. They
+    differ even on a global-average-pooling head, where each channel's gradient is one
+    value ``c_k`` at all ``n`` positions: normalised alphas are ``1 / n`` and the weight is
+    ``relu(c_k)`` (Grad-CAM's, negatives zeroed), the paper's is ``relu(c_k) n / (2 + c_k S_k)``
+    with ``S_k = sum_ab A_ab^k``, so ``c_k S_k`` is channel k's contribution to the logit.
     """
 
     name = "Grad-CAM++"
@@ -197,8 +199,10 @@ class GradCAMPlusPlus(ClassActivationMethod):
         g2 = tf.square(grads)
         total = tf.reduce_sum(features, axis=(1, 2), keepdims=True)  # sum_ab A_ab, per channel
         denom = 2 * g2 + total * g2 * grads
-        # Where g = 0 the numerator is 0 as well: alpha is 0 there (not 0 / 0).
-        alpha = tf.where(g2 > 0, g2 / tf.where(denom != 0, denom, tf.ones_like(denom)), tf.zeros_like(g2))
+        # Where g = 0 the numerator is 0 as well: alpha is 0 there (not 0 / 0). An exact
+        # pole of eq. 19 (2 + S g = 0 at a negative g) gets alpha 0 too: relu(g) drops it anyway.
+        ok = (g2 > 0) & (denom != 0)
+        alpha = tf.where(ok, g2 / tf.where(ok, denom, tf.ones_like(denom)), tf.zeros_like(g2))
         if self.normalize_alphas:
             alpha = tf.math.divide_no_nan(alpha, tf.reduce_sum(alpha, axis=(1, 2), keepdims=True))
         return tf.reduce_sum(alpha * tf.nn.relu(grads), axis=(1, 2))
