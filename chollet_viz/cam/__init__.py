@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import sanity
 from ._core import ScoredModel
 from .attribution import (
     AttributionResult,
@@ -97,6 +98,7 @@ def overlay(image, heatmap, alpha: float = 0.4, cmap: str = "jet", path=None) ->
 
 
 __all__ = [
+    "sanity",
     "AttributionResult",
     "CAM",
     "CAMResult",
