@@ -272,6 +272,13 @@ class ScoredModel:
             )
         return index.astype(np.int32)
 
+    def prepare(self, images, class_index):
+        """The images as a float32 batch, the model built for them, and the requested
+        classes: ``(batch, whether one image was given, class indices)``."""
+        batch, single = as_batch(images)
+        self.build(batch.shape)
+        return batch, single, self.class_indices(class_index, len(batch))
+
     def class_score(self, logits, index):
         """The score (logit or probability) of class ``index[b]`` of each sample."""
         independent = self.final_activation == "sigmoid" and self.n_outputs > 1

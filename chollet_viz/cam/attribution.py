@@ -208,9 +208,7 @@ class PixelAttribution:
     # Public -------------------------------------------------------------------------------
 
     def _prepare(self, images, class_index):
-        batch, single = as_batch(images)
-        self.scored.build(batch.shape)
-        requested = self.scored.class_indices(class_index, len(batch))
+        batch, single, requested = self.scored.prepare(images, class_index)
         if self._score_fn is None:
             self._score_fn = compile_fn(self._scores, self.compiled)
             self._gradient_fn = compile_fn(self._gradient, self.compiled)

@@ -120,9 +120,7 @@ class ClassActivationMethod:
         return tf.nn.relu(raw), weights, index, score
 
     def _prepare(self, images, class_index):
-        batch, single = as_batch(images)
-        self.scored.build(batch.shape)
-        requested = self.scored.class_indices(class_index, len(batch))
+        batch, single, requested = self.scored.prepare(images, class_index)
         if self._fn is None:
             self._fn = compile_fn(self._pass, self.compiled)
         return batch, single, requested
