@@ -16,6 +16,9 @@ if os.environ.get("CHOLLET_VIZ_MIRROR"):
     # Kernels run in the notebook's folder: a relative mirror path must become absolute.
     os.environ["CHOLLET_VIZ_MIRROR"] = str(Path(os.environ["CHOLLET_VIZ_MIRROR"]).resolve())
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# No progress bars in executed notebooks: they would differ from the stored outputs,
+# which carry none (see chollet_viz.progress).
+os.environ["CHOLLET_VIZ_PROGRESS"] = "0"
 
 # Unit tests draw off-screen. (Not via MPLBACKEND: kernels would inherit it and stop
 # producing the inline figures that nbval compares.)

@@ -3,7 +3,7 @@
 import os as _os
 import sys as _sys
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"  # the Colab install cells name the tag v<version> (tests/test_install.py)
 
 
 def _import_tensorflow_quietly():
@@ -18,6 +18,12 @@ def _import_tensorflow_quietly():
         with open(_os.devnull, "w") as devnull:
             _os.dup2(devnull.fileno(), 2)
             import tensorflow  # noqa: F401
+    except ImportError as exc:
+        raise ImportError(
+            "chollet_viz runs on Keras 3 with TensorFlow, which is not installed. Colab has it; "
+            "elsewhere install the CPU build with pip install 'chollet_viz[cpu]' (or the project "
+            "checkout with pip install -e '.[cpu]'), or the full build with pip install tensorflow."
+        ) from exc
     finally:
         _os.dup2(saved, 2)
         _os.close(saved)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import sys
+
 import keras
 from keras import layers
 
@@ -70,15 +74,23 @@ def vgg16(include_top: bool = False, input_shape=None) -> keras.Model:
     ``include_top=False`` gives the convolutional base (14,714,688 parameters), loaded from
     the offline mirror's weights file when ``CHOLLET_VIZ_MIRROR`` provides it, otherwise
     downloaded by Keras. ``include_top=True`` needs Keras' download of the full model and
-    raises ``AssetError`` with an explanation where that is impossible.
+    raises ``AssetError`` with an explanation where that is impossible; Keras' messages
+    about that download (528 MB, a minute on Colab) appear once it has finished.
     """
     from keras.applications import VGG16
 
     if include_top:
+        # Keras prints "Downloading data from ..." before it tries; offline the attempt fails
+        # and that line would be the only trace of it in a stored chapter, so it is held
+        # back and shown only if the download worked.
+        said = io.StringIO()
         try:
-            return VGG16(weights="imagenet", include_top=True)
+            with contextlib.redirect_stdout(said):
+                model = VGG16(weights="imagenet", include_top=True)
         except Exception as exc:  # Keras raises a bare Exception on a failed download
             raise AssetError(VGG16_HEAD_MESSAGE.format(error=exc)) from exc
+        sys.stdout.write(said.getvalue())
+        return model
     try:
         weights = str(fetch("vgg16_imagenet_notop"))
     except AssetError as mirror_error:

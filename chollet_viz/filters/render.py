@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 import keras
 import numpy as np
 import tensorflow as tf
-from tqdm.auto import tqdm
 
+from ..progress import progress as progress_bar
 from ._layers import cut_model
 from .objectives import Objective
 from .transforms import compose
@@ -165,7 +165,7 @@ def render(
     ``optimizer`` is a Keras optimizer (default Adam, learning rate 0.05) or
     ``NormalizedAscent``; ``transforms`` are applied, in order, to the images before
     ``preprocess`` maps them into the model's input space. ``seed`` fixes the random
-    transforms. ``progress`` shows a tqdm bar over the steps.
+    transforms. ``progress`` shows a bar over the steps (see ``chollet_viz.progress``).
     """
     if not isinstance(objective, Objective):
         raise TypeError(f"objective must be an Objective (see chollet_viz.filters.objectives), got {objective!r}.")
@@ -204,7 +204,7 @@ def render(
 
     start = time.perf_counter()
     history = []
-    for _ in tqdm(range(steps), desc=description, disable=not progress, leave=False):
+    for _ in progress_bar(range(steps), description, enabled=progress):
         history.append(step().numpy())
     history.append(scores(prepare(param())).numpy())  # after the last step, no transforms
     history = np.stack(history).astype(np.float64)
