@@ -2,7 +2,7 @@
 
     CHOLLET_VIZ_MIRROR=../shared/data python benchmarks/bench_cam.py [--quick]
         [--models vgg16-gap,efficientnet,small-convnet] [--repeats 7] [--batch 32]
-        [--full-scorecam efficientnet,small-convnet]
+        [--full-scorecam efficientnet,small-convnet] [--json PATH]
 
 Models: ``vgg16-gap`` (ImageNet VGG16 conv base, global average pooling, a dense layer;
 block5_conv3), ``efficientnet`` (EfficientNet-Lite0 at head_relu) and ``small-convnet``
@@ -51,6 +51,8 @@ For each model, in one process and one run:
 5. Throughput for a batch of ``--batch`` images, forward against Grad-CAM; peak memory.
 
 Machine load from other processes changes absolute times; the ratios are what to read.
+``--json PATH`` also writes them as rows (with each model's peak memory) for
+``benchmarks/run_all.py``.
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ import tensorflow as tf  # noqa: E402
 
 from chollet_viz import cam, datasets, models  # noqa: E402
 
-from _common import interleaved_seconds, peak_rss_mb  # noqa: E402
+from _common import add_json_option, interleaved_seconds, peak_rss_mb, result_row, write_rows  # noqa: E402
 
 try:  # the pixel attributions (chollet_viz/cam/attribution.py), where the package has them
     from chollet_viz.cam import attribution
@@ -474,7 +476,7 @@ def choose_forward(s: Subject, args):
         print(f"    {name:34s} {times[name] * 1000:8.1f} ms  {times[name] / times[best]:6.2f}x the fastest")
     plain = "" if best == "tf.function" else f", {times['tf.function'] / times[best]:.2f}x faster than a plain tf.function"
     print(f"  baseline: {best}, {times[ranked[1]] / times[best]:.2f}x faster than the runner-up ({ranked[1]}){plain}")
-    return candidates, ranked
+    return candidates, ranked, times
 
 
 def bench_model(s: Subject, args) -> None:
@@ -483,7 +485,7 @@ def bench_model(s: Subject, args) -> None:
     name = labels(work)
 
     # 1. The baseline.
-    candidates, ranked = choose_forward(s, args)
+    candidates, ranked, forward_times = choose_forward(s, args)
     best = ranked[0]
     forward = candidates[best]
     run_forward = lambda: forward(x)  # noqa: E731
@@ -494,6 +496,7 @@ def bench_model(s: Subject, args) -> None:
     warm.update(theirs_warm)
     rows = []  # (label, seconds, x forward)
     maps = {}  # each method's latest heatmaps, compared below
+    failed = []  # methods whose warm-up call failed (noted), so not timed
     # The one-pass methods get at least 3 rounds: one call of each says little on a busy machine.
     for group, budget, at_least in (({**ours_cheap, **theirs_cheap}, args.budget, min(3, args.repeats)),
                                     ({**ours_many, **theirs_many}, args.budget_many, 1)):
@@ -502,12 +505,13 @@ def bench_model(s: Subject, args) -> None:
             run = warmed(label, fn, maps, s.notes, warm.get(label))
             if run is not None:
                 runs[label] = run
+        failed += [label for label in group if label not in runs]
         t, ratio, rounds = timed_group(runs, args.repeats, budget, baseline=run_forward, min_rounds=at_least)
         rows.append((f"forward ({rounds} round{'s' * (rounds > 1)})", t["baseline"], 1.0))
         rows += [(label, t[label], ratio[label]) for label in runs]
 
     # 3. The full Score-CAM against the faster one, on one image.
-    full_line = None
+    full_line = full_vs_faster = None
     if s.key in args.full_scorecam and name["faster"] in maps:
         full = cam.ScoreCAM(s.model, s.layer)
 
@@ -523,9 +527,13 @@ def bench_model(s: Subject, args) -> None:
             rows.append((f"forward ({rounds} round{'s' * (rounds > 1)})", t["baseline"], 1.0))
             rows.append((f"Score-CAM (full, {channels} channels)", t[label], ratio[label]))
             faster_ratio = dict((r[0], r[2]) for r in rows)[name["faster"]]
+            full_vs_faster = (ratio[label] / faster_ratio, f"{channels} channels; heatmaps "
+                              f"{agreement(maps[label], maps[name['faster']])}")
             full_line = (f"  full vs faster Score-CAM: {ratio[label] / faster_ratio:.1f}x the time "
                          f"(ratio of their x-forward figures; faster: the {work.channels} channels of largest "
                          f"spatial std); heatmaps {agreement(maps[label], maps[name['faster']])}")
+        else:
+            failed.append(label)
     elif name["faster"] in maps:
         s.notes.append(f"full Score-CAM not timed on {s.key} (name it in --full-scorecam to time it).")
 
@@ -542,6 +550,19 @@ def bench_model(s: Subject, args) -> None:
     for note in s.notes:
         print(f"  note: {note}")
 
+    # The key results as rows for --json (benchmarks/run_all.py); peak memory filled in below.
+    against = f"fastest forward pass, one image ({best})"
+    out = [(f"{s.key}: fastest forward pass ({best})",
+            "a plain tf.function of model(x) (seconds, tf.function / fastest)",
+            forward_times["tf.function"] / forward_times[best], f"runner-up: {ranked[1]}")]
+    out += [(f"{s.key}: time of {label}, one image", against, ratio, agree.get(label, ""))
+            for label, sec, ratio in rows if not label.startswith("forward (")]
+    out += [(f"{s.key}: time of {label}, one image", against, None,
+             next((n for n in s.notes if n.startswith(f"{label} failed")), "failed")) for label in failed]
+    if full_vs_faster:
+        out.append((f"{s.key}: time of the full Score-CAM", f"{name['faster']} (seconds, full / faster)",
+                    *full_vs_faster))
+
     # 5. Throughput for a batch: the two fastest forward passes at one image and the plain
     # tf.function (the fastest at one image need not be at many); the fastest is the baseline.
     if args.batch > 1:
@@ -556,7 +577,12 @@ def bench_model(s: Subject, args) -> None:
         speeds = ", ".join(f"{k} {args.batch / t[k]:.1f}" for k in runs if k != "Grad-CAM")
         print(f"  batch of {args.batch} (median of {rounds} round{'s' * (rounds > 1)}), images/s: {speeds}, "
               f"Grad-CAM {args.batch / t['Grad-CAM']:.1f} ({t['Grad-CAM'] / t[base]:.2f}x the faster forward)")
+        out.append((f"{s.key}: time of Grad-CAM, batch of {args.batch}",
+                    f"the faster forward pass on the same batch ({base[len('forward ('):-1]})",
+                    t["Grad-CAM"] / t[base], f"images/s: {speeds}, Grad-CAM {args.batch / t['Grad-CAM']:.1f}"))
     print(f"  peak resident memory so far: {peak_rss_mb():.0f} MB")
+    peak = peak_rss_mb()  # this process so far: every model before this one is included
+    args.rows += [result_row("cam", *row[:3], peak, row[3]) for row in out]
 
 
 def main():
@@ -570,7 +596,9 @@ def main():
     parser.add_argument("--full-scorecam", default=None,
                         help="models on which to time the full Score-CAM (default efficientnet,small-convnet; "
                              "quick: small-convnet); VGG16's 512 channels take minutes")
+    add_json_option(parser)
     args = parser.parse_args()
+    args.rows = []  # filled by bench_model, written with --json
     quick = args.quick
     args.models = (args.models or ("efficientnet,small-convnet" if quick else ",".join(MODELS))).split(",")
     for key in args.models:
@@ -594,6 +622,7 @@ def main():
     for key in args.models:
         bench_model(MODELS[key](), args)
     print(f"\npeak resident memory: {peak_rss_mb():.0f} MB; total {time.perf_counter() - start:.0f} s")
+    write_rows(args.json, args.rows)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,9 @@ Times, for one 224x224 image (``cat.1700.jpg``):
 Prints medians, ratios to the forward pass (candidates take turns in every round, so a
 busy machine slows all of them alike) and the peak resident memory. Run:
 
-    CHOLLET_VIZ_MIRROR=../shared/data TF_CPP_MIN_LOG_LEVEL=3 python benchmarks/bench_deconvnet.py
+    CHOLLET_VIZ_MIRROR=../shared/data TF_CPP_MIN_LOG_LEVEL=3 python benchmarks/bench_deconvnet.py [--json PATH]
+
+``--json PATH`` also writes the ratios as rows for ``benchmarks/run_all.py``.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import tensorflow as tf
 from chollet_viz import datasets, models
 from chollet_viz.deconvnet import Deconvnet, preprocess_input
 
-from _common import interleaved_seconds, peak_rss_mb
+from _common import add_json_option, interleaved_seconds, peak_rss_mb, result_row, write_rows
 
 
 def multiply_add_ratio(model, deconv) -> float:
@@ -48,6 +50,7 @@ def multiply_add_ratio(model, deconv) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
+    add_json_option(parser)
     args = parser.parse_args()
 
     model = models.vgg16(include_top=False, input_shape=(224, 224, 3))
@@ -70,14 +73,26 @@ def main() -> None:
     }
     times = interleaved_seconds(candidates, args.repeats)
     print(f"{'what':<50} {'median s':>9} {'x forward':>10}   (median of per-round ratios, {args.repeats} rounds)")
+    rows = []
+    image_note = f"VGG16 conv base, one 224x224 image, median of {args.repeats} round{'s' * (args.repeats > 1)}"
     for name, seconds in times.items():
         ratio = statistics.median(t / b for t, b in zip(seconds, times[baseline]))
         print(f"{name:<50} {statistics.median(seconds):9.3f} {ratio:10.2f}")
+        if name != baseline:
+            rows.append(result_row("deconvnet", f"time of {name}", baseline, ratio, peak_rss_mb(),
+                                   f"{image_note}; {statistics.median(seconds):.3f} s"))
     names = list(candidates)
     speedup = statistics.median(e / c for e, c in zip(times[names[2]], times[names[1]]))
     print(f"tf.function speed-up of reconstruct_all: {speedup:.2f}x")
-    print(f"expected from multiply-adds alone (dense convolutions): {multiply_add_ratio(model, compiled):.2f}x forward")
+    expected = multiply_add_ratio(model, compiled)
+    print(f"expected from multiply-adds alone (dense convolutions): {expected:.2f}x forward")
     print(f"peak RSS {peak_rss_mb():.0f} MB")
+    rows.append(result_row("deconvnet", "tf.function speed-up of reconstruct_all",
+                           "reconstruct_all eager (seconds, eager / compiled)", speedup, peak_rss_mb(), image_note))
+    rows.append(result_row("deconvnet", "multiply-adds of the ten projections and their forward pass",
+                           "multiply-adds of one forward pass", expected, None,
+                           "counted, not timed: what the compiled reconstruct_all would cost if only convolutions counted"))
+    write_rows(args.json, rows)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,11 @@ hits both sides alike. The
 achieved throughput counts the convolutions' FLOPs only: forward plus the input-gradient
 pass, which costs as much as the forward (weight gradients are never computed).
 
-Run:  CHOLLET_VIZ_MIRROR=../shared/data python benchmarks/bench_filters.py
+Run:  CHOLLET_VIZ_MIRROR=../shared/data python benchmarks/bench_filters.py [--layers ...] [--json PATH]
+
+``--layers`` times a subset of the four layers (a smoke run); ``--json PATH`` also writes
+the speed-ups, the fractions of the conv limit and the peak memory as rows for
+``benchmarks/run_all.py``.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import subprocess
 import sys
 import time
 
-from _common import peak_rss_mb
+from _common import add_json_option, peak_rss_mb, result_row, write_rows
 
 LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1")
 
@@ -141,7 +145,14 @@ def main():
     parser.add_argument("--layer", default="")
     parser.add_argument("--precision", default="float32")
     parser.add_argument("--tmp")
+    parser.add_argument("--layers", default=",".join(LAYERS),
+                        help=f"comma-separated subset of {','.join(LAYERS)} (default all)")
+    add_json_option(parser)
     args = parser.parse_args()
+    layers = args.layers.split(",")
+    for name in layers:
+        if name not in LAYERS:
+            parser.error(f"unknown layer {name!r}; valid layers are {', '.join(LAYERS)}")
 
     if args.part:
         result = PARTS[args.part](args)
@@ -153,7 +164,7 @@ def main():
 
     import numpy as np
 
-    print(f"Book's filter figure: {len(LAYERS)} layers x {args.filters} filters, {args.size}x{args.size}, "
+    print(f"Book's filter figure: {len(layers)} layers x {args.filters} filters, {args.size}x{args.size}, "
           f"{args.steps} steps, on {os.cpu_count()} CPUs.")
     print(f"Baseline: eager GradientTape, one filter at a time, {args.sample} filters per layer timed "
           f"and extrapolated to {args.filters}. Parts alternate layer by layer, each in its own process;")
@@ -164,7 +175,7 @@ def main():
     rows, worst = {}, 0.0
     with tempfile.TemporaryDirectory() as tmp:
         args.tmp = tmp
-        for name in LAYERS:
+        for name in layers:
             load = os.getloadavg()[0]
             before = run_part("limit", args)["conv_gflops_per_s"]
             eager = run_part("eager", args, name)
@@ -188,7 +199,7 @@ def main():
     total_flops = sum(r["flops"] for r in rows.values())
     mean_limit = np.mean([r["limit"] for r in rows.values()])
     rate = total_flops / total_package / 1e9
-    n = len(LAYERS) * args.filters
+    n = len(layers) * args.filters
     print(f"{'all':<14}{'':>5}{total_eager / n:>15.3f}{total_package / n:>17.3f}{total_eager / total_package:>9.2f}x"
           f"{rate:>9.1f}{mean_limit:>11.1f}{rate / mean_limit:>9.0%}")
     print(f"Figure total: eager (extrapolated) {total_eager:.1f} s, package {total_package:.1f} s, "
@@ -202,6 +213,37 @@ def main():
         print(f"Package in bfloat16 (opt-in, needs CPU bf16 support): {t:.1f} s, "
               f"{total_eager / t:.2f}x over eager, {total_package / t:.2f}x over float32; "
               f"peak {peak('bf16'):.0f} MB")
+
+    setting = f"{args.filters} filters, {args.size}x{args.size}, {args.steps} steps"
+    eager_base = (f"the book's algorithm, eager GradientTape, one filter at a time ({args.sample} timed per layer, "
+                  "extrapolated; seconds, baseline / package)")
+    limit_base = "the conv limit: FLOP/s of one 64x32x32x256->256 3x3 float32 convolution, compiled, same machine"
+    out = []
+    per_layer = [(name, r["eager"]["seconds_per_filter"] * args.filters, r["package"]["seconds"], r["flops"],
+                  r["limit"], r["package"]["max_rss_mb"], f"{r['package']['dead']} dead filters")
+                 for name, r in rows.items()]
+    agreement = f"largest |eager - package| on the sampled filters: {worst:.2e} (pixels ~128)"
+    if len(per_layer) > 1:
+        per_layer.append((f"all {len(layers)} layers", total_eager, total_package, total_flops, mean_limit,
+                          peak("package"), agreement))
+    else:  # one layer: its row is the total
+        per_layer[0] = (*per_layer[0][:-1], f"{per_layer[0][-1]}; {agreement}")
+    for name, eager_s, package_s, flops, limit, peak_mib, note in per_layer:
+        rate = flops / package_s / 1e9
+        out.append(result_row("filters", f"speed-up of generate_patterns, {name}", eager_base,
+                              eager_s / package_s, peak_mib, f"{setting}; package {package_s:.1f} s; {note}"))
+        out.append(result_row("filters", f"fraction of the conv limit reached, {name}", limit_base,
+                              rate / limit, peak_mib, f"package {rate:.1f} GFLOP/s, limit {limit:.1f} GFLOP/s"))
+    out.append(result_row("filters", "peak memory of generate_patterns",
+                          "the eager baseline's peak (ru_maxrss of each part's own process, largest over layers; "
+                          "package / baseline)", peak("package") / peak("eager"), peak("package"),
+                          f"eager {peak('eager'):.0f} MiB, package {peak('package'):.0f} MiB"))
+    if args.bf16:
+        t = sum(r["bf16"]["seconds"] for r in rows.values())
+        out.append(result_row("filters", "speed-up of generate_patterns in bfloat16",
+                              "generate_patterns in float32 (seconds, float32 / bfloat16)", total_package / t,
+                              peak("bf16"), "opt-in, needs CPU bf16 support"))
+    write_rows(args.json, out)
 
 
 if __name__ == "__main__":

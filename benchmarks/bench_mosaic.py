@@ -13,7 +13,9 @@ Activations are computed once, before timing. Prints median seconds, the ratio, 
 peak memory of each way (Python allocations, from ``tracemalloc``, measured in separate
 runs from the timings) plus the process's peak resident memory. Run:
 
-    CHOLLET_VIZ_MIRROR=../shared/data TF_CPP_MIN_LOG_LEVEL=3 python benchmarks/bench_mosaic.py
+    CHOLLET_VIZ_MIRROR=../shared/data TF_CPP_MIN_LOG_LEVEL=3 python benchmarks/bench_mosaic.py [--json PATH]
+
+``--json PATH`` also writes the two ratios as rows for ``benchmarks/run_all.py``.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from chollet_viz import models, plotting  # noqa: E402
 from chollet_viz.activations import activations  # noqa: E402
 from chollet_viz.data import AssetError  # noqa: E402
 
-from _common import median_seconds, peak_rss_mb  # noqa: E402
+from _common import add_json_option, median_seconds, peak_rss_mb, result_row, write_rows  # noqa: E402
 
 NCOLS = 16
 DPI = 72
@@ -102,6 +104,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--weights", help="a .weights.h5 file for the small convnet (default: the registered one)")
+    add_json_option(parser)
     args = parser.parse_args()
 
     model, weights = small_convnet(args.weights)
@@ -124,6 +127,18 @@ def main() -> None:
     print(f"ratio (baseline / package): {subplots / package:.1f}x faster, "
           f"{subplots_mb / package_mb:.1f}x less traced memory")
     print(f"process peak resident memory: {peak_rss_mb():.0f} MB")
+
+    about = f"{channels} channel maps of {len(acts)} layers to PNG, small convnet ({weights}), median of {args.repeats}"
+    write_rows(args.json, [
+        result_row("mosaic", "speed-up of the mosaic (NumPy tiling, 1 imshow per layer)",
+                   "one subplot and one imshow per channel (seconds, baseline / package)",
+                   subplots / package, peak_rss_mb(),
+                   f"{about}: package {package:.3f} s, baseline {subplots:.3f} s"),
+        result_row("mosaic", "memory saved by the mosaic (Python allocations)",
+                   "one subplot per channel (tracemalloc peak, baseline / package)",
+                   subplots_mb / package_mb, peak_rss_mb(),
+                   f"tracemalloc peaks: package {package_mb:.1f} MiB, baseline {subplots_mb:.1f} MiB"),
+    ])
 
 
 if __name__ == "__main__":

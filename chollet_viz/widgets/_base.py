@@ -1,4 +1,4 @@
-"""What every explorer shares: a matplotlib figure shown live in a widget, or as a PNG.
+"""What every explorer shares: a matplotlib figure shown live in a widget, or as a still image.
 
 A subclass builds its controls, sets ``self.view`` (a ``widgets.Image``) and
 ``self.widget`` (the whole layout) and says how to draw its ``figure()``.
@@ -11,6 +11,8 @@ import io
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from ..plotting import png_to_jpeg, smaller_image
 
 
 class FigureExplorer:
@@ -30,8 +32,11 @@ class FigureExplorer:
         self.view.value = self.png()
 
     def _repr_mimebundle_(self, include=None, exclude=None, **kwargs):
-        # A live frontend picks the widget view; static HTML and plain viewers get the PNG.
+        # A live frontend picks the widget view; static HTML and plain viewers get the still image.
         bundle = dict(self.widget._repr_mimebundle_(**kwargs) or {})
-        bundle["image/png"] = base64.b64encode(bytes(self.view.value)).decode("ascii")
+        png = bytes(self.view.value)
+        jpeg = png_to_jpeg(png)
+        still = png if smaller_image(png, jpeg) == "image/png" else jpeg  # as the chapters' figures
+        bundle[smaller_image(png, jpeg)] = base64.b64encode(still).decode("ascii")
         bundle["text/plain"] = repr(self)
         return bundle

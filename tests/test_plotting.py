@@ -1,0 +1,69 @@
+"""How figures are stored: PNG or JPEG, whichever keeps a chapter light without blurring it."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+from PIL import Image
+
+from chollet_viz import datasets, plotting
+
+
+def _encoded(fig):
+    png, jpeg = io.BytesIO(), io.BytesIO()
+    fig.savefig(png, format="png")
+    fig.savefig(jpeg, format="jpg", pil_kwargs={"quality": plotting.JPEG_QUALITY})
+    plt.close(fig)
+    return png.getvalue(), jpeg.getvalue()
+
+
+def test_a_photograph_is_stored_as_jpeg_and_a_line_plot_as_png():
+    fig = plt.figure()
+    plt.imshow(datasets.load_image("cat.1700.jpg", target_size=(150, 150)).astype("uint8"))
+    assert plotting.smaller_image(*_encoded(fig)) == "image/jpeg"
+    fig = plt.figure()
+    plt.plot([0, 1, 4, 9])
+    assert plotting.smaller_image(*_encoded(fig)) == "image/png"
+
+
+def test_the_rule_is_a_third_of_the_bytes():
+    assert plotting.smaller_image(b"p" * 300, b"j" * 199) == "image/jpeg"
+    assert plotting.smaller_image(b"p" * 300, b"j" * 200) == "image/png"
+
+
+def test_png_to_jpeg_puts_transparency_on_white():
+    rgba = np.zeros((8, 8, 4), dtype=np.uint8)
+    rgba[:4, :, :] = (255, 0, 0, 255)  # opaque red above, transparent below
+    buffer = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(buffer, "PNG")
+    decoded = np.asarray(Image.open(io.BytesIO(plotting.png_to_jpeg(buffer.getvalue()))), dtype=int)
+    assert decoded.shape == (8, 8, 3)
+    assert np.abs(decoded[6, 4] - (255, 255, 255)).max() <= 8
+    assert decoded[1, 4, 0] > 200 and decoded[1, 4, 1] < 60
+
+
+def test_use_compact_figures_checks_quality_and_does_nothing_outside_a_kernel():
+    with pytest.raises(ValueError, match="quality must be an integer from 1 to 100"):
+        plotting.use_compact_figures(0)
+    plotting.use_compact_figures()  # plain Python: no shell, nothing happens
+
+
+@pytest.mark.slow
+def test_in_a_kernel_each_figure_is_stored_once_in_the_chosen_format():
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    cell = (
+        "from chollet_viz import datasets, plotting\n"
+        "plotting.use_compact_figures()\n"
+        "import matplotlib.pyplot as plt\n"
+        "plt.imshow(datasets.load_image('cat.1700.jpg', target_size=(150, 150)).astype('uint8')); plt.show()\n"
+        "plt.plot([0, 1, 4, 9]); plt.show()\n"
+    )
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(cell)])
+    nbclient.NotebookClient(nb, kernel_name="python3", timeout=120).execute(stderr=subprocess.DEVNULL)
+    images = [sorted(k for k in o["data"] if k.startswith("image/")) for o in nb.cells[0].outputs if "data" in o]
+    assert images == [["image/jpeg"], ["image/png"]]
