@@ -16,14 +16,14 @@ import numpy as np
 from .activations import single_activation
 
 
-JPEG_QUALITY = 90
+JPEG_QUALITY = 85
 
 
 def smaller_image(png: bytes, jpeg: bytes) -> str:
     """The MIME type to store a picture as: ``image/jpeg`` where JPEG saves a third of PNG's bytes.
 
     Photographs, heatmaps and mosaics of fine feature maps take about a fifth of the bytes
-    as JPEG at quality 90 and look the same at the size a page shows them; line plots,
+    as JPEG at quality 85 and look the same at the size a page shows them; line plots,
     text and mosaics of a few large flat blocks are about as small, and sharper, as PNG.
     """
     return "image/jpeg" if len(jpeg) < len(png) * 2 / 3 else "image/png"

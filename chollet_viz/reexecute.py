@@ -15,8 +15,8 @@ For instructors and maintainers, from the root of a checkout::
    TensorFlow's default thread count, since an output that moves with the thread count
    would fail on another machine.
 
-``--only 5-4-2`` re-executes the chapters whose path contains that text (and writes no
-table); ``--no-nbval`` skips step 3.
+``--only 5-4-2 deconvnet`` re-executes the chapters whose path contains one of those
+texts (and writes no table); ``--no-nbval`` skips step 3.
 """
 
 from __future__ import annotations
@@ -109,10 +109,11 @@ def _has_gpu() -> bool:
 
 def _times_table(rows: list[tuple[Path, float, float | None]], root: Path) -> str:
     import keras
+    import tensorflow as tf
 
     lines = [
         f"Measured on {datetime.date.today().isoformat()} by `python -m chollet_viz.reexecute` on "
-        f"{_machine()}, Keras {keras.__version__} on TensorFlow. Wall time is the whole notebook "
+        f"{_machine()}, Keras {keras.__version__} on TensorFlow {tf.__version__}. Wall time is the whole notebook "
         "in a fresh kernel, start-up included; peak memory is the kernel's largest resident size.",
         "",
         "| chapter | wall time | peak memory |",
@@ -121,9 +122,9 @@ def _times_table(rows: list[tuple[Path, float, float | None]], root: Path) -> st
     for notebook, seconds, peak in rows:
         name = notebook.relative_to(root).with_suffix("").as_posix()
         memory = f"{peak / 1024:.1f} GiB" if peak else "n/a"
-        lines.append(f"| {{doc}}`/{name}` | {seconds / 60:.1f} min | {memory} |")
+        lines.append(f"| {{doc}}`/{name}` | {seconds:.0f} s | {memory} |")
     total = sum(seconds for _, seconds, _ in rows)
-    lines.append(f"| all chapters | {total / 60:.1f} min | |")
+    lines.append(f"| all chapters | {total:.0f} s ({total / 60:.0f} min) | |")
     return "\n".join(lines) + "\n"
 
 
@@ -139,7 +140,7 @@ def _nbval(root: Path, threads: int | None) -> int:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", help="re-execute only the chapters whose path contains this text")
+    parser.add_argument("--only", nargs="+", metavar="TEXT", help="re-execute only the chapters whose path contains one of these")
     parser.add_argument("--no-nbval", action="store_true", help="do not run nbval afterwards")
     parser.add_argument("--root", type=Path, default=Path("."), help="the checkout (default: here)")
     args = parser.parse_args(argv)
@@ -147,9 +148,9 @@ def main(argv=None) -> int:
     root = args.root.resolve()
     notebooks = chapters(root)
     if args.only:
-        notebooks = [nb for nb in notebooks if args.only in nb.as_posix()]
+        notebooks = [nb for nb in notebooks if any(text in nb.as_posix() for text in args.only)]
         if not notebooks:
-            parser.error(f"no chapter path contains {args.only!r}; chapters: {[str(n.relative_to(root)) for n in chapters(root)]}")
+            parser.error(f"no chapter path contains any of {args.only}; chapters: {[str(n.relative_to(root)) for n in chapters(root)]}")
     os.environ["CHOLLET_VIZ_PROGRESS"] = "0"
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if os.environ.get("CHOLLET_VIZ_MIRROR"):  # kernels start in the notebook's folder

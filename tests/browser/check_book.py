@@ -23,8 +23,8 @@ first visit, it checks that
   ``id`` (or an ``<a name>``) exists on the target page;
 * widget explorers show their static fallback. The book drops widget views from the HTML
   (``nb_mime_priority_overrides`` in ``_config.yml``), so a widget output that also stores
-  an ``image/png`` must appear as exactly that image in the same code cell (the PNG the
-  notebook stores, compared by sha256 with the file the page loads; the notebooks are read
+  an ``image/png`` or ``image/jpeg`` must appear as exactly that image in the same code cell
+  (the still image the notebook stores, compared by sha256 with the file the page loads; the notebooks are read
   from ``--source``, the folder holding ``_toc.yml``). No widget view may
   be left in the page (no ``application/vnd.jupyter.widget-view+json`` script, no empty
   ``.jupyter-widgets`` element, no visible "Loading widget" text), and a widget output
@@ -128,7 +128,7 @@ def widget_fallbacks(notebook: Path) -> tuple[int, dict[int, list[str]], list[in
     """What the HTML must show for the notebook's widget outputs.
 
     Returns (number of code cells the page shows, {code-cell index: [sha256 of each
-    image/png a widget output carries]}, [code-cell indices with a widget output that
+    still image a widget output carries]}, [code-cell indices with a widget output that
     carries no image]). myst-nb renders one ``div.cell`` per code cell, in order (none for
     a cell tagged remove-cell), so the index finds the cell on the page.
     """
@@ -143,12 +143,12 @@ def widget_fallbacks(notebook: Path) -> tuple[int, dict[int, list[str]], list[in
             data = output.get("data", {})
             if WIDGET_VIEW not in data:
                 continue
-            png = data.get("image/png")
-            if png is None:
+            still = data.get("image/png") or data.get("image/jpeg")  # the explorer's still image
+            if still is None:
                 without_image.append(index)
             else:
-                png = "".join(png) if isinstance(png, list) else png
-                digest = hashlib.sha256(base64.b64decode(png)).hexdigest()
+                still = "".join(still) if isinstance(still, list) else still
+                digest = hashlib.sha256(base64.b64decode(still)).hexdigest()
                 with_image.setdefault(index, []).append(digest)
     return len(cells), with_image, without_image
 
