@@ -134,6 +134,9 @@ def run_part(part: str, args, layer: str = "", precision: str = "float32") -> di
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+AGREEMENT = 1e-2  # as chapter 5.4.2 asserts for the same comparison
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sample", type=int, default=4, help="baseline filters timed per layer")
@@ -207,7 +210,9 @@ def main():
     print("Conv limit: FLOP/s of one 64x32x32x256->256 3x3 float32 convolution (compiled, median of 7).")
     peak = lambda key: max(r[key]["max_rss_mb"] for r in rows.values())  # noqa: E731
     print(f"Peak memory (ru_maxrss, largest over layers): eager {peak('eager'):.0f} MB, package {peak('package'):.0f} MB")
-    print(f"Largest |eager - package| on the sampled filters from the same start: {worst:.2e} (pixel values ~128)")
+    # A verdict, not the number: the difference sits at float32 noise and moves between machines.
+    same = f"eager and package images agree within {AGREEMENT} (pixel values ~128): {'yes' if worst <= AGREEMENT else 'NO'}"
+    print(same)
     if args.bf16:
         t = sum(r["bf16"]["seconds"] for r in rows.values())
         print(f"Package in bfloat16 (opt-in, needs CPU bf16 support): {t:.1f} s, "
@@ -222,7 +227,7 @@ def main():
     per_layer = [(name, r["eager"]["seconds_per_filter"] * args.filters, r["package"]["seconds"], r["flops"],
                   r["limit"], r["package"]["max_rss_mb"], f"{r['package']['dead']} dead filters")
                  for name, r in rows.items()]
-    agreement = f"largest |eager - package| on the sampled filters: {worst:.2e} (pixels ~128)"
+    agreement = same
     if len(per_layer) > 1:
         per_layer.append((f"all {len(layers)} layers", total_eager, total_package, total_flops, mean_limit,
                           peak("package"), agreement))
