@@ -57,8 +57,11 @@ def _peak_memory_mib(pid: int | None) -> float | None:
 
 def execute(notebook: Path, timeout: int = 1800) -> tuple[float, float | None]:
     """Run ``notebook`` in place; return (wall seconds, the kernel's peak memory in MiB or None)."""
-    import nbformat
-    from nbclient import NotebookClient
+    try:
+        import nbformat
+        from nbclient import NotebookClient
+    except ImportError as exc:
+        raise ImportError("Re-executing the chapters needs nbclient: pip install -e '.[test]'.") from exc
 
     nb = nbformat.read(notebook, as_version=4)
     client = NotebookClient(
