@@ -75,6 +75,7 @@ def use_compact_figures(quality: int = JPEG_QUALITY) -> None:
         )
 
     def as_png(fig):
+        rendered.clear()  # only ever the figure being displayed now
         png, jpeg = rendered[id(fig)] = both(fig)
         return png if smaller_image(png, jpeg) == "image/png" else None
 

@@ -36,7 +36,7 @@ class FigureExplorer:
         bundle = dict(self.widget._repr_mimebundle_(**kwargs) or {})
         png = bytes(self.view.value)
         jpeg = png_to_jpeg(png)
-        still = png if smaller_image(png, jpeg) == "image/png" else jpeg  # as the chapters' figures
-        bundle[smaller_image(png, jpeg)] = base64.b64encode(still).decode("ascii")
+        mime = smaller_image(png, jpeg)  # the rule the chapters' figures follow
+        bundle[mime] = base64.b64encode(png if mime == "image/png" else jpeg).decode("ascii")
         bundle["text/plain"] = repr(self)
         return bundle
