@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 
 import matplotlib
 import matplotlib.pyplot as plt
@@ -88,6 +89,28 @@ def use_compact_figures(quality: int = JPEG_QUALITY) -> None:
         formatters[mime].pop(Figure, None)
     formatters["image/png"].for_type(Figure, as_png)
     formatters["image/jpeg"].for_type(Figure, as_jpeg)
+
+
+def glue_figure(name: str, fig=None) -> None:
+    """Show ``fig`` (the current figure by default) and record it as ``name`` for the book.
+
+    A cell that draws several figures in a loop cannot give each its own caption in the
+    cell's metadata. Recorded this way, each figure is placed in the HTML by a
+    ``{glue:figure}`` directive with its own caption and number (the cell carries the tag
+    ``remove-output`` so the book does not show it twice), while Jupyter and Colab show it
+    in the cell as usual. The output is the one ``myst_nb.glue(name, fig)`` writes, so the
+    chapters do not need MyST-NB installed to run.
+    """
+    from IPython.core.formatters import format_display_data
+    from IPython.display import display
+
+    if not isinstance(name, str) or not re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", name):
+        raise ValueError(f"name must be a figure label of lower-case letters, digits and single hyphens, got {name!r}.")
+    fig = plt.gcf() if fig is None else fig
+    data, metadata = format_display_data(fig)
+    metadata["scrapbook"] = {"name": name, "mime_prefix": ""}
+    display(data, raw=True, metadata=metadata)
+    plt.close(fig)  # shown once, here; the inline backend would show it again at the cell's end
 
 
 def standardize_channels(maps: np.ndarray) -> np.ndarray:

@@ -67,3 +67,33 @@ def test_in_a_kernel_each_figure_is_stored_once_in_the_chosen_format():
     nbclient.NotebookClient(nb, kernel_name="python3", timeout=120).execute(stderr=subprocess.DEVNULL)
     images = [sorted(k for k in o["data"] if k.startswith("image/")) for o in nb.cells[0].outputs if "data" in o]
     assert images == [["image/jpeg"], ["image/png"]]
+
+
+def test_glue_figure_checks_the_name():
+    with pytest.raises(ValueError, match="name must be a figure label"):
+        plotting.glue_figure("Fig A")
+    plt.close("all")
+
+
+@pytest.mark.slow
+def test_glue_figure_writes_what_myst_nb_glue_writes():
+    """Reference: MyST-NB's own ``glue`` (the book's renderer reads exactly its output)."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("myst_nb")
+    cell = (
+        "from chollet_viz import plotting\n"
+        "from myst_nb import glue\n"
+        "import matplotlib.pyplot as plt\n"
+        "fig, ax = plt.subplots(figsize=(2, 2)); ax.plot([0, 1, 4])\n"
+        "glue('fig-reference', fig, display=True); plt.close(fig)\n"
+        "fig, ax = plt.subplots(figsize=(2, 2)); ax.plot([0, 1, 4])\n"
+        "plotting.glue_figure('fig-package', fig)\n"
+    )
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(cell)])
+    nbclient.NotebookClient(nb, kernel_name="python3", timeout=120).execute(stderr=subprocess.DEVNULL)
+    reference, package = nb.cells[0].outputs  # one display each: the closed figures are not shown again
+    assert reference["metadata"]["scrapbook"] == {"name": "fig-reference", "mime_prefix": ""}
+    assert package["metadata"]["scrapbook"] == {"name": "fig-package", "mime_prefix": ""}
+    assert sorted(package["data"]) == sorted(reference["data"])
+    assert package["data"]["image/png"] == reference["data"]["image/png"]
