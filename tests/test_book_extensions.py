@@ -47,3 +47,16 @@ def test_nothing_is_removed_after_a_failed_build_or_for_another_builder(tmp_path
     no_source_maps._remove_source_maps(types.SimpleNamespace(outdir=str(tmp_path), builder=types.SimpleNamespace(format="html")), RuntimeError())
     no_source_maps._remove_source_maps(types.SimpleNamespace(outdir=str(tmp_path), builder=types.SimpleNamespace(format="latex")), None)
     assert kept.exists()
+
+
+def test_figures_and_exercises_are_numbered_from_one_on_each_page():
+    chapter_numbering = _load("chapter_numbering")
+    env = types.SimpleNamespace(toc_fignumbers={  # as Sphinx numbers them through the book
+        "book/a": {"figure": {"fig-a-2": (2,), "fig-a-1": (1,)}, "exercise": {"ex-a": (1,)}},
+        "book/b": {"figure": {"fig-b-1": (3,), "fig-b-3": (10,), "fig-b-2": (4,)}, "exercise": {"ex-b-2": (3,), "ex-b-1": (2,)}},
+    })
+    assert chapter_numbering._renumber(None, env) == ["book/b"]  # the pages to write again
+    assert env.toc_fignumbers == {
+        "book/a": {"figure": {"fig-a-2": (2,), "fig-a-1": (1,)}, "exercise": {"ex-a": (1,)}},
+        "book/b": {"figure": {"fig-b-1": (1,), "fig-b-2": (2,), "fig-b-3": (3,)}, "exercise": {"ex-b-1": (1,), "ex-b-2": (2,)}},
+    }
