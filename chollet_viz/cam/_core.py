@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ..replay import is_container, leaf_layers, output_layer, replay
+from ..layers import find_layer, is_container, leaf_layers, output_layer, tapped_model
 
 SCORES = ("logit", "probability")
 
@@ -183,23 +183,15 @@ class ScoredModel:
             if not convs:
                 raise ValueError(f"Model {self.model.name!r} has no layer with a 4-D output.")
             return convs[-1]
-        if isinstance(request, keras.layers.Layer):
-            matches = [p for p, layer in leaves.items() if layer is request]
-        elif isinstance(request, str):
-            matches = [p for p in leaves if p == request or p.split("/")[-1] == request]
-        else:
+        if not isinstance(request, (str, keras.layers.Layer)):
             raise TypeError(f"layer must be a name, a path or a layer, got {type(request).__name__}.")
-        if len(matches) == 1:
-            return matches[0]
-        shapes = shapes_of()
-        convs = [p for p in leaves if len(shapes.get(p, ())) == 4]
-        name = request if isinstance(request, str) else request.name
-        if not matches:
-            raise ValueError(
-                f"No layer named {name!r} in model {self.model.name!r}. "
-                f"Layers with a 4-D (batch, height, width, channels) output: {_describe(convs, shapes)}."
-            )
-        raise ValueError(f"Layer name {name!r} is ambiguous: {matches}. Pass one of these paths.")
+
+        def valid():
+            shapes = shapes_of()
+            convs = [p for p in leaves if len(shapes.get(p, ())) == 4]
+            return f"Layers with a 4-D (batch, height, width, channels) output: {_describe(convs, shapes)}"
+
+        return find_layer(self.model, request, among=leaves, valid=valid)[0]
 
     def build(self, images_shape):
         if self._replayed is not None:
@@ -215,12 +207,12 @@ class ScoredModel:
 
         def shapes_of():
             if not probe:
-                probe.update(replay(model, input_shape, substitute=substitute).shapes)
+                probe.update(tapped_model(model, input_shape=input_shape, substitute=substitute).shapes)
             return probe
 
         path = self._resolve(leaves, shapes_of)
         taps = [] if path is None else [leaves[path]]
-        result = replay(model, input_shape, taps=taps, substitute=substitute)
+        result = tapped_model(model, taps, input_shape=input_shape, substitute=substitute)
         outputs = result.model.outputs
         logits_shape = tuple(outputs[0].shape)
         if len(logits_shape) != 2:

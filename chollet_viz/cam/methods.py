@@ -254,17 +254,13 @@ class CAM(ClassActivationMethod):
         self._dense_request = dense
 
     def _kernel(self, channels: int):
-        from ..replay import leaf_layers, output_layer
+        from ..layers import find_layer, leaf_layers, output_layer
 
         model = self.model
         if self._dense_request is None:
             dense = output_layer(model)
         elif isinstance(self._dense_request, str):
-            leaves = dict(leaf_layers(model))
-            matches = [l for p, l in leaves.items() if p == self._dense_request or p.split("/")[-1] == self._dense_request]
-            if len(matches) != 1:
-                raise ValueError(f"No single layer named {self._dense_request!r} in model {model.name!r}.")
-            dense = matches[0]
+            dense = find_layer(model, self._dense_request, among=dict(leaf_layers(model)))[1]
         else:
             dense = self._dense_request
         kernel = getattr(dense, "kernel", None)
