@@ -29,7 +29,10 @@ first visit, it checks that
   be left in the page (no ``application/vnd.jupyter.widget-view+json`` script, no empty
   ``.jupyter-widgets`` element, no visible "Loading widget" text), and a widget output
   without an image (a tqdm progress bar) must not leave an unfinished text fallback
-  ("0%|          | 0/40") on the page.
+  ("0%|          | 0/40") on the page;
+* every exercise has its solution, and each solution's body is closed on loading (open
+  when the book was built with ``CHOLLET_VIZ_SOLUTIONS=shown``, absent with ``removed``;
+  the check reads the same variable).
 
 A page that redirects to another page of the book (``index.html``) is reported as such;
 its target is checked as a page of its own.
@@ -51,6 +54,7 @@ import functools
 import hashlib
 import http.server
 import json
+import os
 import re
 import sys
 import threading
@@ -224,6 +228,7 @@ class Checker:
         self.status: dict[str, int] = {}
         self.n_images = 0  # <img> elements checked, every page together
         self.n_fallbacks = 0  # widget outputs whose static image was found in its cell
+        self.n_solutions = 0  # exercise solutions whose open/closed state was checked
         self.redirects: dict[str, str] = {}  # page -> the page it sends the reader to
 
     # -- helpers
@@ -318,6 +323,7 @@ class Checker:
                                  if urlsplit(link["href"]).netloc == self.host]
 
         failures += self.check_widgets(page, page_name)
+        failures += self.check_solutions(page)
 
         name = chapter_name(page_name)
         if self.screenshots is not None and name is not None:
@@ -326,6 +332,21 @@ class Checker:
             self.screenshots.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(self.screenshots / f"{name}.png"), full_page=True,
                             clip={"x": 0, "y": 0, "width": VIEWPORT["width"], "height": height})
+        return failures
+
+    def check_solutions(self, page) -> list[str]:
+        """Each exercise has its solution, closed or open as CHOLLET_VIZ_SOLUTIONS built them."""
+        mode = os.environ.get("CHOLLET_VIZ_SOLUTIONS", "hidden").strip().lower()
+        found = page.evaluate(SOLUTIONS_JS)
+        solutions = found["solutions"]
+        self.n_solutions += len(solutions)
+        expected = 0 if mode == "removed" else found["exercises"]
+        failures = [] if len(solutions) == expected else [
+            f"{found['exercises']} exercises but {len(solutions)} solutions (CHOLLET_VIZ_SOLUTIONS={mode})"]
+        for solution in solutions:
+            if solution["bodyVisible"] != (mode == "shown"):
+                state = "open" if solution["bodyVisible"] else "closed"
+                failures.append(f"solution {solution['title']!r} is {state} on loading (CHOLLET_VIZ_SOLUTIONS={mode})")
         return failures
 
     def check_widgets(self, page, page_name: str) -> list[str]:
@@ -443,7 +464,7 @@ def main(argv: list[str] | None = None) -> int:
     failed = [p for p in pages if results[p]]
     shots = f", screenshots in {screenshots}" if screenshots else ""
     print(f"{len(pages)} pages, {checker.n_images} images, {n_links} internal links, "
-          f"{checker.n_fallbacks} widget static fallbacks checked{shots}; "
+          f"{checker.n_fallbacks} widget static fallbacks, {checker.n_solutions} solutions checked{shots}; "
           f"{len(failed)} page(s) failed; {time.monotonic() - start:.0f} s")
     return 1 if failed else 0
 
