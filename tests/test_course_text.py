@@ -106,3 +106,8 @@ def test_every_figure_has_a_caption_and_the_text_refers_to_it(notebook):
     referred = set(FIGURE_REF.findall(text))
     missing = [n for n in names if n not in referred]
     assert not missing, f"{notebook.name}: figures the text never refers to: {missing}"
+    # Figures are numbered from 1 in each chapter (book/_ext/chapter_numbering.py): "Fig. 2"
+    # of another chapter would read as this chapter's; link to the other chapter instead.
+    exercises = {m.group(2) for m in EXERCISE.finditer(text)}
+    foreign = sorted(r for r in referred if r.startswith("fig-") and r not in names and r not in exercises)
+    assert not foreign, f"{notebook.name}: refers by number to figures of other pages: {foreign}"
