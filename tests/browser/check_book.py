@@ -134,12 +134,19 @@ def widget_fallbacks(notebook: Path) -> tuple[int, dict[int, list[str]], list[in
     Returns (number of code cells the page shows, {code-cell index: [sha256 of each
     still image a widget output carries]}, [code-cell indices with a widget output that
     carries no image]). myst-nb renders one ``div.cell`` per code cell, in order (none for
-    a cell tagged remove-cell), so the index finds the cell on the page.
+    a cell tagged remove-cell, nor for a solution's cells when CHOLLET_VIZ_SOLUTIONS=removed),
+    so the index finds the cell on the page.
     """
     with_image: dict[int, list[str]] = {}
     without_image: list[int] = []
-    cells = [c for c in json.loads(notebook.read_text())["cells"]
-             if c["cell_type"] == "code" and "remove-cell" not in c["metadata"].get("tags", [])]
+    removed = os.environ.get("CHOLLET_VIZ_SOLUTIONS", "hidden").strip().lower() == "removed"
+    cells, in_solution = [], False
+    for cell in json.loads(notebook.read_text())["cells"]:
+        source = "".join(cell["source"])
+        if cell["cell_type"] == "markdown":  # a built book without solutions has no cells of theirs
+            in_solution = (in_solution or "{solution-start}" in source) and "{solution-end}" not in source
+        elif "remove-cell" not in cell["metadata"].get("tags", []) and not (removed and in_solution):
+            cells.append(cell)
     for index, cell in enumerate(cells):
         if "remove-output" in cell["metadata"].get("tags", []):
             continue
@@ -215,6 +222,23 @@ WIDGETS_JS = """
   };
 }
 """ % WIDGET_VIEW
+
+
+# Exercises and their solutions (sphinx-exercise): a solution's body is what a reader sees
+# only after clicking, unless the book was built with CHOLLET_VIZ_SOLUTIONS=shown.
+SOLUTIONS_JS = """
+() => {
+  // sphinx-togglebutton closes a dropdown by collapsing its body to zero height.
+  const visible = e => e.getBoundingClientRect().height > 0;
+  return {
+    exercises: document.querySelectorAll(".admonition.exercise").length,
+    solutions: Array.from(document.querySelectorAll(".admonition.solution")).map(s => ({
+      title: (s.querySelector(".admonition-title") || s).textContent.trim().slice(0, 60),
+      bodyVisible: Array.from(s.children).some(c => !c.classList.contains("admonition-title") && visible(c)),
+    })),
+  };
+}
+"""
 
 
 # --------------------------------------------------------------------------- checking
