@@ -33,6 +33,7 @@ from keras.src.models.functional import Functional  # no public alias in Keras 3
 Hook = Callable[[keras.layers.Layer], Callable | None]
 
 __all__ = [
+    "FeatureOffset",
     "Replay",
     "cut_model",
     "find_layer",
@@ -202,6 +203,48 @@ class Replay:
     model: keras.Model
     taps: list[str]
     shapes: dict[str, tuple] = field(default_factory=dict)  # output shape of every leaf, by path
+    offsets: list = field(default_factory=list)  # one FeatureOffset per tap (feature_offset=True)
+
+    def __call__(self, x, deltas=None, *, training: bool = False):
+        """Run the replayed model; ``deltas`` (one per tap, with ``feature_offset=True``)
+        are added to the taps' outputs for this call only."""
+        if deltas is None:
+            return self.model(x, training=training)
+        if len(deltas) != len(self.offsets):
+            raise ValueError(
+                f"Got {len(deltas)} feature offsets for {len(self.offsets)} offset taps; build the "
+                "replay with tapped_model(..., feature_offset=True) and pass one delta per tap."
+            )
+        for offset, delta in zip(self.offsets, deltas):
+            offset.delta = delta
+        try:
+            return self.model(x, training=training)
+        finally:
+            for offset in self.offsets:
+                offset.delta = None
+
+
+class FeatureOffset(keras.layers.Layer):
+    """Adds ``delta`` to a tapped layer's output while ``Replay.__call__`` sets it; zero
+    in value, so the outputs are unchanged.
+
+    Keras 3 has no backend-neutral gradient with respect to an intermediate tensor (JAX
+    differentiates functions of their arguments only): the gradient of a score with
+    respect to the offset, an argument, is its gradient with respect to the features.
+    A second ``keras.Input`` cannot carry ``delta``: the replay is one Functional model on
+    one input, and Keras refuses an output that depends on another ("not connected to
+    inputs"). So the layer holds ``delta`` during the call instead.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.delta = None
+
+    def call(self, x):
+        return x if self.delta is None else x + self.delta
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
 
 
 def replay(model, input_shape, taps=(), substitute: Hook | None = None, with_output: bool = True,
@@ -286,15 +329,37 @@ def _taps(model, layers) -> list[keras.layers.Layer]:
     return [layer for _, layer in find_layers(model, layers)]
 
 
-def tapped_model(model, layers=(), *, input_shape=None, substitute: Hook | None = None) -> Replay:
+def tapped_model(model, layers=(), *, input_shape=None, substitute: Hook | None = None,
+                 feature_offset: bool = False) -> Replay:
     """``model`` replayed to return ``[its output, *the outputs of layers]`` in one pass.
 
     ``layers``: names, paths or Layer objects (see ``find_layer``); ``input_shape``
     (without batch axis) defaults to the model's; ``substitute`` as in ``replay``.
-    Returns the ``Replay`` (its ``model``, and the output shape of every layer reached).
+    ``feature_offset=True`` adds a ``FeatureOffset`` after each tapped (leaf) layer, so
+    that ``replay(x, deltas)`` and a gradient with respect to ``deltas`` give d output /
+    d features on every backend. Returns the ``Replay`` (its ``model``, the output shape
+    of every layer reached, and the offsets).
     """
     shape = model_input_shape(model) if input_shape is None else tuple(input_shape)
-    return replay(model, shape, taps=_taps(model, layers) if layers else (), substitute=substitute)
+    taps = _taps(model, layers) if layers else []
+    if not feature_offset or not taps:
+        return replay(model, shape, taps=taps, substitute=substitute)
+    nested = [layer.name for layer in taps if is_container(layer)]
+    if nested:
+        raise ValueError(f"feature_offset taps single layers, not nested models: {nested}.")
+    by_id = {id(layer): FeatureOffset(name=f"{layer.name}_offset") for layer in taps}
+
+    def hook(layer):
+        inner = substitute(layer) if substitute is not None else None
+        offset = by_id.get(id(layer))
+        if offset is None:
+            return inner
+        call = layer if inner is None else inner
+        return lambda *args, **kwargs: offset(call(*args, **kwargs))
+
+    result = replay(model, shape, taps=taps, substitute=hook)
+    result.offsets = [by_id[id(layer)] for layer in taps]
+    return result
 
 
 def cut_model(model, layers, *, input_shape=None, name: str | None = None) -> keras.Model:

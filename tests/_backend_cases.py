@@ -11,6 +11,8 @@ pytest: no ``test_`` prefix).
   refuses an output that depends on another input ("not connected to inputs"). So
   ``delta`` is held by the offset layer during the call instead.
 - ``small_convnet`` and ``seeded_weights``: the model the backends are compared on.
+- ``cam_numbers``: the CAM family's heatmaps on that model (``chollet_viz.cam``, which
+  now runs on the backend seam).
 - Run as a script (``python _backend_cases.py WEIGHTS.npz OUT.npz``) it writes that
   model's key numbers under the backend ``KERAS_BACKEND`` names.
 """
@@ -162,10 +164,34 @@ def key_numbers(weights: dict) -> dict:
     return out
 
 
+CAM_METHODS = ("GradCAM", "GradCAMPlusPlus", "LayerCAM", "ScoreCAM")
+CAM_LAYER = "features/relu6"  # 8 x 8 x 4: the image's resolution, so Score-CAM's masks are the maps
+
+
+def cam_numbers(weights: dict) -> dict:
+    """Heatmaps (and channel weights) of Grad-CAM, Grad-CAM++, LayerCAM and Score-CAM at
+    ``CAM_LAYER`` on the small convnet with ``weights`` (both heads), a different class
+    per image and an all-zero image; keys start with ``cam/``."""
+    from chollet_viz import cam
+
+    images = seeded_images()
+    index = [0, 2, 1]
+    out = {}
+    for head in ("gap", "flatten"):
+        model = small_convnet(head)
+        model.set_weights(weights[head])
+        for name in CAM_METHODS:
+            result = getattr(cam, name)(model, CAM_LAYER).explain(images, index)
+            out[f"cam/{head}/{name}/heatmaps"] = result.heatmaps
+            if result.weights.ndim == 2:  # per-channel weights (LayerCAM's are per position)
+                out[f"cam/{head}/{name}/weights"] = result.weights
+    return out
+
+
 def main(weights_path: str, out_path: str) -> None:
     stored = np.load(weights_path)
     weights = {head: [stored[f"{head}/{i}"] for i in range(int(stored[f"{head}/n"]))] for head in ("gap", "flatten")}
-    np.savez(out_path, backend=backend.name(), **key_numbers(weights))
+    np.savez(out_path, backend=backend.name(), **key_numbers(weights), **cam_numbers(weights))
 
 
 if __name__ == "__main__":

@@ -3,10 +3,13 @@
 One process per backend (a process has one Keras backend), each running
 ``tests/_backend_cases.py`` on weights written once here with NumPy. Compared against
 TensorFlow, the package's reference backend: logits, input gradients under each ReLU
-rule (backprop, guided, deconvnet; guided also compiled) and the feature gradient at a
-nested layer, for a GAP head and a Flatten + Dense head, with a different class per
+rule (backprop, guided, deconvnet; guided also compiled), the feature gradient at a
+nested layer, and the heatmaps (and channel weights) of Grad-CAM, Grad-CAM++, LayerCAM
+and Score-CAM (``chollet_viz.cam``, compiled: ``tf.function``, ``jax.jit``, eager PyTorch)
+at a nested layer, for a GAP head and a Flatten + Dense head, with a different class per
 image and an all-zero image. Tolerance: float32 across different kernels, so
-|a - b| <= 1e-5 * max(1, max |TensorFlow's|) + 1e-4 |TensorFlow's|.
+|a - b| <= 1e-5 * max(1, max |TensorFlow's|) + 1e-4 |TensorFlow's|; heatmaps are in
+[0, 1], so 1e-5 absolute there (measured: at most 2e-7 on JAX and PyTorch).
 """
 
 from __future__ import annotations
@@ -84,3 +87,10 @@ def test_backend_agrees_with_tensorflow(name, reference):
     for head in ("gap", "flatten"):
         assert not np.allclose(expected[f"{head}/guided/input_grad"], expected[f"{head}/backprop/input_grad"])
         assert not np.allclose(expected[f"{head}/deconvnet/input_grad"], expected[f"{head}/backprop/input_grad"])
+        # Each CAM method gives its own maps, not all zero (the first two images have
+        # positive evidence; the third is the all-zero image).
+        maps = {m: expected[f"cam/{head}/{m}/heatmaps"] for m in ("GradCAM", "GradCAMPlusPlus", "LayerCAM", "ScoreCAM")}
+        for m, heat in maps.items():
+            assert heat[:2].max(axis=(1, 2)).min() == 1.0, f"{head}/{m}: a map without positive evidence"
+        assert not np.allclose(maps["GradCAM"], maps["LayerCAM"])
+        assert not np.allclose(maps["GradCAM"], maps["ScoreCAM"])
