@@ -42,15 +42,17 @@ LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1")
 def conv_flops(model, size: int) -> float:
     """FLOPs of one image's forward pass through the Conv2D layers of ``model`` at size x size."""
     import keras
-    import numpy as np
 
-    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
-    probe = keras.Model(model.inputs[0], [layer.output for layer in convs])
-    shapes = [o.shape for o in probe(np.zeros((1, size, size, 3), np.float32))]
+    from chollet_viz.layers import leaf_layers, replay
+
+    convs = [(path, layer) for path, layer in leaf_layers(model) if isinstance(layer, keras.layers.Conv2D)]
+    # Output shapes at this size from a replay laid out in one graph (a cut model's layers
+    # also belong to the model it was cut from: their ``output`` is in that other graph).
+    shapes = replay(model, (size, size, 3), inline=True).shapes
     total = 0.0
-    for layer, shape in zip(convs, shapes):
+    for path, layer in convs:
         kh, kw, cin, cout = layer.kernel.shape
-        total += 2.0 * shape[1] * shape[2] * kh * kw * cin * cout
+        total += 2.0 * shapes[path][1] * shapes[path][2] * kh * kw * cin * cout
     return total
 
 

@@ -8,7 +8,7 @@ are reached by name, or by the path ``"vgg16/block1_pool"`` when a name is ambig
 Building such a model with ``keras.Model(model.input, inner_layer.output)`` fails for a
 nested model ("Graph disconnected"): the inner layer's output lives in the nested model's
 own graph. Here the model is replayed layer by layer on a fresh input instead (see
-``chollet_viz.replay``, which the CAM family uses too), recording the chosen outputs.
+``chollet_viz.layers``, which the CAM family and filter visualisation use too).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from .replay import replay
+from .layers import cut_model, find_layers, layer_paths, model_input_shape
 
 __all__ = [
     "activation_model",
@@ -31,99 +31,7 @@ __all__ = [
 ]
 
 
-# --- finding layers ---------------------------------------------------------------------
-
-
-def _children(model: keras.Model) -> list[keras.layers.Layer]:
-    return [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
-
-
-def _walk(model: keras.Model, prefix: tuple = ()):
-    """Yield (path of layers, path string) for every layer, depth first, in model order."""
-    for layer in _children(model):
-        path = (*prefix, layer)
-        yield path, "/".join(step.name for step in path)
-        if isinstance(layer, keras.Model):
-            yield from _walk(layer, path)
-
-
-def _as_types(layer_types) -> tuple[type, ...]:
-    types = layer_types if isinstance(layer_types, (tuple, list)) else (layer_types,)
-    for t in types:
-        if not (isinstance(t, type) and issubclass(t, keras.layers.Layer)):
-            raise TypeError(f"layer_types must be Keras layer classes, got {t!r}.")
-    return tuple(types)
-
-
-def _resolve(model: keras.Model, layers=None, layer_types=None) -> list[tuple]:
-    """Turn names, paths, Layer objects or layer types into paths of layers."""
-    if layers is not None and layer_types is not None:
-        raise ValueError("Pass either layers (names or Layer objects) or layer_types, not both.")
-    everything = list(_walk(model))
-    if layer_types is not None:
-        types = _as_types(layer_types)
-        # A nested model is searched through, never returned itself unless asked by name.
-        found = [p for p, _ in everything if isinstance(p[-1], types) and not isinstance(p[-1], keras.Model)]
-        if not found:
-            names = sorted({type(p[-1]).__name__ for p, _ in everything})
-            raise ValueError(
-                f"Model {model.name!r} has no layer of type "
-                f"{', '.join(t.__name__ for t in types)}; its layer types are {', '.join(names)}."
-            )
-        return found
-    if layers is None:
-        return [p for p, _ in everything if not isinstance(p[-1], keras.Model)]
-    if isinstance(layers, (str, keras.layers.Layer)):
-        layers = [layers]
-    layers = list(layers)
-    if not layers:
-        raise ValueError("layers is empty: name at least one layer.")
-    by_path = {s: p for p, s in everything}
-    paths = []
-    for wanted in layers:
-        if isinstance(wanted, keras.layers.Layer):
-            matches = [p for p, _ in everything if p[-1] is wanted]
-            label = f"Layer object {wanted.name!r}"
-        elif isinstance(wanted, str):
-            matches = [by_path[wanted]] if wanted in by_path else [p for p, _ in everything if p[-1].name == wanted]
-            label = f"Layer {wanted!r}"
-        else:
-            raise TypeError(f"layers must hold layer names or Layer objects, got {wanted!r}.")
-        if not matches:
-            raise ValueError(
-                f"{label} is not in model {model.name!r}. Its layers are: "
-                + ", ".join(s for _, s in everything)
-                + "."
-            )
-        if len(matches) > 1:
-            options = ", ".join("/".join(step.name for step in p) for p in matches)
-            raise ValueError(f"{label} is ambiguous in model {model.name!r}; name one of: {options}.")
-        paths.append(matches[0])
-    return paths
-
-
-def layer_paths(model: keras.Model, layers=None, layer_types=None) -> list[str]:
-    """Names of the chosen layers, nested ones as ``"outer/inner"`` paths.
-
-    With neither argument, every layer (nested models searched through) is listed.
-    """
-    return ["/".join(step.name for step in path) for path in _resolve(model, layers, layer_types)]
-
-
-# --- building the activation model ------------------------------------------------------
-
-
-def _graph(model: keras.Model):
-    """The functional graph of a model: itself, or a Sequential model's inner Functional."""
-    try:
-        model.inputs
-    except AttributeError:
-        raise ValueError(
-            f"Model {model.name!r} has no defined input yet (a Sequential model built "
-            "without keras.Input). Start it with keras.Input(shape), or call "
-            f"{model.name}.build((None, height, width, channels)) first."
-        ) from None
-    return getattr(model, "_functional", None) or model
+# --- the activation model ---------------------------------------------------------------
 
 
 def activation_model(model: keras.Model, layers=None, layer_types=None) -> keras.Model:
@@ -133,18 +41,16 @@ def activation_model(model: keras.Model, layers=None, layer_types=None) -> keras
     class or tuple of classes (e.g. ``(Conv2D, MaxPooling2D)``), searched in nested models
     too. With neither, every layer is used. The new model shares ``model``'s weights.
     """
-    paths = _resolve(model, layers, layer_types)
-    input_shape = _graph(model).inputs[0].shape[1:]
-    taps = [path[-1] for path in paths]
-    replayed = replay(model, input_shape, taps=taps, with_output=False).model
-    return keras.Model(replayed.inputs[0], replayed.outputs, name=f"{model.name}_activations")
+    chosen = [layer for _, layer in find_layers(model, layers, layer_types)]
+    cut = cut_model(model, chosen)
+    return keras.Model(cut.inputs[0], list(cut.outputs), name=f"{model.name}_activations")
 
 
 # --- inputs -----------------------------------------------------------------------------
 
 
 def _expected_shape(model: keras.Model) -> tuple:
-    shape = tuple(_graph(model).inputs[0].shape[1:])
+    shape = model_input_shape(model)
     if len(shape) != 3:
         raise ValueError(f"Model {model.name!r} does not take images: its input shape is {shape}.")
     return shape

@@ -43,6 +43,7 @@ import numpy as np
 import tensorflow as tf
 
 from . import models
+from .layers import find_layer, is_container
 
 MODES = ("full", "max")
 RULES = ("deconvnet", "guided", "backprop")
@@ -211,13 +212,20 @@ def _activation_name(layer) -> str:
 def _chain(model) -> list[_Step]:
     """The model's leading run of supported layers, each fed by the one before.
 
-    The run ends at the first other layer, or where the graph branches.
+    The run ends at the first other layer, or where the graph branches. A model whose
+    first layer is a nested model (a conv base inside a classifier) is read from that base.
     """
     steps = []
     previous = model.inputs[0]
     for layer in model.layers:
         if isinstance(layer, keras.layers.InputLayer):
             continue
+        if not steps and is_container(layer):
+            # A nested model's ``input`` is its own graph's: look at where this graph calls it.
+            fed_by_input = any(
+                len(node.input_tensors) == 1 and node.input_tensors[0] is previous for node in layer._inbound_nodes
+            )
+            return _chain(layer) if fed_by_input else steps
         try:
             fed_by_previous = layer.input is previous
         except (AttributeError, ValueError):  # a layer called several times has no single input
@@ -326,10 +334,15 @@ class Deconvnet:
     # ---- argument checks
 
     def _stop(self, layer_name: str) -> int:
+        valid = f"Valid pooling layers are {list(self.pool_layers)}"
+        path, layer = find_layer(self.model, layer_name, valid=valid)
         for i, step in enumerate(self._steps):
-            if step.kind == "pool" and step.layer.name == layer_name:
+            if step.kind == "pool" and step.layer is layer:
                 return i
-        raise ValueError(f"Unknown pooling layer {layer_name!r}; valid pooling layers are {list(self.pool_layers)}.")
+        raise ValueError(
+            f"Layer {path!r} is not a pooling layer of the model's leading chain of Conv2D and "
+            f"MaxPooling2D layers, so there is nothing to reconstruct from it. {valid}."
+        )
 
     def _images(self, images):
         images = tf.convert_to_tensor(images, tf.float32)

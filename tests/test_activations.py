@@ -156,7 +156,7 @@ def test_a_base_shared_by_two_models_is_read_in_the_right_one(digit):
 
 def test_unknown_layer_name_lists_the_layers_that_exist():
     model = known_conv_base()
-    with pytest.raises(ValueError, match="'conv_9' is not in model 'base'") as info:
+    with pytest.raises(ValueError, match="Model 'base' has no layer named 'conv_9'") as info:
         activation_model(model, layers=["conv", "conv_9"])
     assert "conv, pool" in str(info.value)
 

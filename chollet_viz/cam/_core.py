@@ -1,20 +1,21 @@
 """The machinery every class activation method shares: a model replayed to give the class
 score (logit by default) and one tapped feature map, and one compiled pass over it.
 
-TensorFlow-specific code (``GradientTape``, ``tf.function``, ``tf.custom_gradient``) is
-kept in this module.
+Written with ``keras.ops``; what differs per backend (gradients, compilation, the guided
+ReLU) comes from ``chollet_viz.backend``, so the CAM family runs on TensorFlow, JAX and
+PyTorch alike.
 """
 
 from __future__ import annotations
 
-import functools
 from typing import Sequence
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
-from ..replay import is_container, leaf_layers, output_layer, replay
+from .. import backend
+from ..layers import find_layer, is_container, leaf_layers, output_layer, tapped_model
 
 SCORES = ("logit", "probability")
 
@@ -54,8 +55,8 @@ def _identity(x, *args, **kwargs):
 def class_index_of_top(logits):
     """Top class per sample; a single sigmoid unit means class 1 when its logit is > 0."""
     if logits.shape[-1] == 1:
-        return tf.cast(logits[:, 0] > 0, tf.int32)
-    return tf.argmax(logits, axis=-1, output_type=tf.int32)
+        return ops.cast(logits[:, 0] > 0, "int32")
+    return ops.cast(ops.argmax(logits, axis=-1), "int32")
 
 
 def class_score(logits, index, score: str, independent: bool = False):
@@ -66,54 +67,42 @@ def class_score(logits, index, score: str, independent: bool = False):
     probability is a softmax over the classes, or a sigmoid per class when
     ``independent`` (a multi-label model whose last activation is a sigmoid).
     """
+    index = ops.cast(index, "int32")
     if logits.shape[-1] == 1:
-        z = logits[:, 0] * tf.cast(2 * index - 1, logits.dtype)
-        return z if score == "logit" else tf.sigmoid(z)
-    z = tf.gather(logits, index, axis=1, batch_dims=1)
+        z = logits[:, 0] * ops.cast(2 * index - 1, logits.dtype)
+        return z if score == "logit" else ops.sigmoid(z)
+    column = index[:, None]
+    z = ops.take_along_axis(logits, column, axis=1)[:, 0]
     if score == "logit":
         return z
     if independent:
-        return tf.sigmoid(z)
-    return tf.gather(tf.nn.softmax(logits, axis=-1), index, axis=1, batch_dims=1)
+        return ops.sigmoid(z)
+    return ops.take_along_axis(ops.softmax(logits, axis=-1), column, axis=1)[:, 0]
+
+
+def chosen_class(logits, requested):
+    """``requested`` (b,), with -1 replaced by each sample's top class."""
+    return ops.where(requested < 0, class_index_of_top(logits), requested)
 
 
 # --- guided backpropagation ------------------------------------------------------------
 
 
-def _guided(forward, upper=None):
-    """A ReLU whose gradient passes only positive gradients where the unit was active."""
-
-    @tf.custom_gradient
-    def guided(x):
-        y = forward(x)
-
-        def grad(dy):
-            active = x > 0 if upper is None else (x > 0) & (x < upper)
-            return dy * tf.cast(active & (dy > 0), dy.dtype)
-
-        return y, grad
-
-    guided.__name__ = "guided_" + getattr(forward, "__name__", "relu")
-    return guided
-
-
-guided_relu = _guided(tf.nn.relu)
-guided_relu6 = _guided(tf.nn.relu6, upper=6.0)
-
-
 def _guided_substitute(layer):
+    """The guided-backpropagation ReLU (``backend.relu("guided")``: only positive
+    gradients, only where the unit was active) in place of a ReLU or ReLU6."""
     name = getattr(getattr(layer, "activation", None), "__name__", None)
     if name in ("relu", "relu6"):
-        return _SwappedActivation(layer, guided_relu if name == "relu" else guided_relu6)
+        return _SwappedActivation(layer, backend.relu("guided", None if name == "relu" else 6.0))
     if isinstance(layer, keras.layers.ReLU):
         slope = float(np.asarray(layer.negative_slope))
         threshold = float(np.asarray(layer.threshold))
         if slope != 0 or threshold != 0:
             return None  # a leaky ReLU stays as it is
         if layer.max_value is None:
-            return keras.layers.Lambda(guided_relu, name=layer.name + "_guided")
+            return backend.relu("guided")
         if float(layer.max_value) == 6.0:
-            return keras.layers.Lambda(guided_relu6, name=layer.name + "_guided")
+            return backend.relu("guided", 6.0)
     return None
 
 
@@ -142,9 +131,10 @@ class ScoredModel:
         self.score = score
         self.guided = guided
         self._layer_request = layer
-        self._replayed = None
+        self._replayed = None  # the Replay: the model and the feature offset
         self.layer_path: str | None = None
         self.n_outputs: int | None = None
+        self.feature_shape: tuple | None = None  # (h, w, channels) of the tapped layer
         self.final_activation: str | None = None
         self.conv_layers: list[str] = []  # paths of the layers with a 4-D output
 
@@ -183,23 +173,15 @@ class ScoredModel:
             if not convs:
                 raise ValueError(f"Model {self.model.name!r} has no layer with a 4-D output.")
             return convs[-1]
-        if isinstance(request, keras.layers.Layer):
-            matches = [p for p, layer in leaves.items() if layer is request]
-        elif isinstance(request, str):
-            matches = [p for p in leaves if p == request or p.split("/")[-1] == request]
-        else:
+        if not isinstance(request, (str, keras.layers.Layer)):
             raise TypeError(f"layer must be a name, a path or a layer, got {type(request).__name__}.")
-        if len(matches) == 1:
-            return matches[0]
-        shapes = shapes_of()
-        convs = [p for p in leaves if len(shapes.get(p, ())) == 4]
-        name = request if isinstance(request, str) else request.name
-        if not matches:
-            raise ValueError(
-                f"No layer named {name!r} in model {self.model.name!r}. "
-                f"Layers with a 4-D (batch, height, width, channels) output: {_describe(convs, shapes)}."
-            )
-        raise ValueError(f"Layer name {name!r} is ambiguous: {matches}. Pass one of these paths.")
+
+        def valid():
+            shapes = shapes_of()
+            convs = [p for p in leaves if len(shapes.get(p, ())) == 4]
+            return f"Layers with a 4-D (batch, height, width, channels) output: {_describe(convs, shapes)}"
+
+        return find_layer(self.model, request, among=leaves, valid=valid)[0]
 
     def build(self, images_shape):
         if self._replayed is not None:
@@ -215,12 +197,14 @@ class ScoredModel:
 
         def shapes_of():
             if not probe:
-                probe.update(replay(model, input_shape, substitute=substitute).shapes)
+                probe.update(tapped_model(model, input_shape=input_shape, substitute=substitute).shapes)
             return probe
 
         path = self._resolve(leaves, shapes_of)
         taps = [] if path is None else [leaves[path]]
-        result = replay(model, input_shape, taps=taps, substitute=substitute)
+        # The offset makes d score / d features a gradient with respect to an argument.
+        result = tapped_model(model, taps, input_shape=input_shape, substitute=substitute,
+                              feature_offset=path is not None)
         outputs = result.model.outputs
         logits_shape = tuple(outputs[0].shape)
         if len(logits_shape) != 2:
@@ -240,7 +224,8 @@ class ScoredModel:
         self.layer_path = path
         self.conv_layers = [p for p in leaves if len(result.shapes.get(p, ())) == 4]
         self.n_outputs = int(logits_shape[-1])
-        self._replayed = result.model
+        self.feature_shape = None if path is None else tuple(int(d) for d in outputs[1].shape[1:])
+        self._replayed = result
 
     # Running ---------------------------------------------------------------------------
 
@@ -248,7 +233,7 @@ class ScoredModel:
     def replayed(self) -> keras.Model:
         if self._replayed is None:
             raise RuntimeError("The model is built at its first call.")
-        return self._replayed
+        return self._replayed.model
 
     def class_indices(self, class_index, batch: int) -> np.ndarray:
         """Requested classes as int32 of shape (batch,); -1 asks for the top class."""
@@ -284,8 +269,11 @@ class ScoredModel:
         independent = self.final_activation == "sigmoid" and self.n_outputs > 1
         return class_score(logits, index, self.score, independent)
 
-    def logits_and_features(self, x):
-        outs = self.replayed(x, training=False)
+    def logits_and_features(self, x, delta=None):
+        """Class logits and the feature map; ``delta`` (zeros) is added to the features,
+        so that the gradient with respect to it is the gradient with respect to them."""
+        self.replayed  # noqa: B018 (a clear error before the first build)
+        outs = self._replayed(x, None if delta is None else [delta], training=False)
         if not isinstance(outs, (list, tuple)):  # a one-output model returns a bare tensor
             outs = [outs]
         return (outs[0], outs[1]) if self.layer_path is not None else (outs[0], None)
@@ -303,16 +291,32 @@ def as_batch(images) -> tuple[np.ndarray, bool]:
     return images, False
 
 
-def compile_fn(fn, compiled: bool):
-    """``tf.function`` for one method object. TF counts retracing per code object, so
-    several CAM objects would share one count and trigger a spurious "retracing" warning;
-    a ``functools.partial`` gets a count of its own."""
-    return tf.function(functools.partial(fn), reduce_retracing=True) if compiled else fn
+def compile_fn(fn, compiled: bool, state=None):
+    """``fn`` compiled for the backend (``backend.compile``; ``state``: the model whose
+    weights it reads), or ``fn`` itself when not ``compiled``."""
+    return backend.compile(fn, state=state) if compiled else fn
 
 
 def gradients(score, sources, tape):
-    """Gradient of the summed per-sample scores: per-sample, since samples don't interact."""
-    return tape.gradient(score, sources, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    """TensorFlow only (pixel attributions still record a ``tf.GradientTape``): gradient of
+    the summed per-sample scores, per sample since samples don't interact; zeros where
+    unconnected."""
+    return tape.gradient(score, sources, unconnected_gradients="zero")
+
+
+def feature_gradients(scored: ScoredModel, x, requested):
+    """One pass: logits, features, classes (``requested``, -1 replaced by the top class),
+    their scores and d score / d features, on any backend (the gradient with respect to
+    the zero feature offset)."""
+
+    def score(delta):
+        logits, features = scored.logits_and_features(x, delta)
+        index = chosen_class(logits, requested)
+        return scored.class_score(logits, index), (logits, features, index)
+
+    delta = ops.zeros((ops.shape(x)[0], *scored.feature_shape), dtype="float32")
+    (value, (logits, features, index)), (grads,) = backend.value_and_grad(score, delta, has_aux=True)
+    return logits, features, index, value, grads
 
 
 __all__ = ["ScoredModel", "class_score", "class_index_of_top", "as_batch", "is_container"]

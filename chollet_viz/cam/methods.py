@@ -18,15 +18,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
+from .. import backend
 from ..plotting import resize
 from ._core import (
     ScoredModel,
     as_batch,
-    class_index_of_top,
+    chosen_class,
     compile_fn,
-    gradients,
+    feature_gradients,
 )
 
 
@@ -103,26 +104,24 @@ class ClassActivationMethod:
         """The weighted sum of the channels before its ReLU, and the weights used."""
         weights = self._weights(features, grads, logits, index)
         if len(weights.shape) == 2:
-            return tf.einsum("bhwk,bk->bhw", features, weights), weights
-        return tf.reduce_sum(weights * features, axis=-1), weights
+            return ops.einsum("bhwk,bk->bhw", features, weights), weights
+        return ops.sum(weights * features, axis=-1), weights
 
     def _pass(self, x, requested):
         scored = self.scored
-        with tf.GradientTape() as tape:
-            # Watching the input records every op, even in a frozen model whose weights
-            # are not trainable (otherwise the gradient would come back None).
-            tape.watch(x)
+        if self.uses_gradients:
+            logits, features, index, score, grads = feature_gradients(scored, x, requested)
+        else:
             logits, features = scored.logits_and_features(x)
-            index = tf.where(requested < 0, class_index_of_top(logits), requested)
-            score = scored.class_score(logits, index)
-        grads = gradients(score, features, tape) if self.uses_gradients else None
+            index = chosen_class(logits, requested)
+            score, grads = scored.class_score(logits, index), None
         raw, weights = self._raw(features, grads, logits, index)
-        return tf.nn.relu(raw), weights, index, score
+        return ops.relu(raw), weights, index, score
 
     def _prepare(self, images, class_index):
         batch, single, requested = self.scored.prepare(images, class_index)
         if self._fn is None:
-            self._fn = compile_fn(self._pass, self.compiled)
+            self._fn = compile_fn(self._pass, self.compiled, state=self.model)
         return batch, single, requested
 
     def explain(self, images, class_index=None) -> CAMResult:
@@ -132,14 +131,14 @@ class ClassActivationMethod:
         per image.
         """
         batch, _, requested = self._prepare(images, class_index)
-        raw, weights, index, score = self._fn(tf.constant(batch), tf.constant(requested))
-        raw = raw.numpy()
+        out = self._fn(ops.convert_to_tensor(batch), ops.convert_to_tensor(requested))
+        raw, weights, index, score = backend.to_numpy(tuple(out))
         return CAMResult(
             heatmaps=normalize_heatmaps(raw),
             raw=raw,
-            weights=weights.numpy(),
-            class_index=index.numpy(),
-            score=score.numpy(),
+            weights=weights,
+            class_index=index,
+            score=score,
             layer=self.layer,
         )
 
@@ -147,8 +146,8 @@ class ClassActivationMethod:
         """The class logits (the pre-activations of a final softmax or sigmoid), (batch, classes)."""
         batch, _ = as_batch(images)
         self.scored.build(batch.shape)
-        logits, _ = self.scored.logits_and_features(tf.constant(batch))
-        return np.asarray(logits)
+        logits, _ = self.scored.logits_and_features(ops.convert_to_tensor(batch))
+        return backend.to_numpy(logits)
 
     def __call__(self, images, class_index=None, size=None) -> np.ndarray:
         """Normalised heatmaps (batch, h, w), or (h, w) for one image; resized to ``size``."""
@@ -166,7 +165,7 @@ class GradCAM(ClassActivationMethod):
     name = "Grad-CAM"
 
     def _weights(self, features, grads, logits, index):
-        return tf.reduce_mean(grads, axis=(1, 2))  # per image: never over the batch axis
+        return ops.mean(grads, axis=(1, 2))  # per image: never over the batch axis
 
 
 class GradCAMPlusPlus(ClassActivationMethod):
@@ -194,16 +193,16 @@ class GradCAMPlusPlus(ClassActivationMethod):
         self.normalize_alphas = bool(normalize_alphas)
 
     def _weights(self, features, grads, logits, index):
-        g2 = tf.square(grads)
-        total = tf.reduce_sum(features, axis=(1, 2), keepdims=True)  # sum_ab A_ab, per channel
+        g2 = ops.square(grads)
+        total = ops.sum(features, axis=(1, 2), keepdims=True)  # sum_ab A_ab, per channel
         denom = 2 * g2 + total * g2 * grads
         # Where g = 0 the numerator is 0 as well: alpha is 0 there (not 0 / 0). An exact
         # pole of eq. 19 (2 + S g = 0 at a negative g) gets alpha 0 too: relu(g) drops it anyway.
-        ok = (g2 > 0) & (denom != 0)
-        alpha = tf.where(ok, g2 / tf.where(ok, denom, tf.ones_like(denom)), tf.zeros_like(g2))
+        ok = ops.logical_and(g2 > 0, denom != 0)
+        alpha = ops.where(ok, g2 / ops.where(ok, denom, ops.ones_like(denom)), ops.zeros_like(g2))
         if self.normalize_alphas:
-            alpha = tf.math.divide_no_nan(alpha, tf.reduce_sum(alpha, axis=(1, 2), keepdims=True))
-        return tf.reduce_sum(alpha * tf.nn.relu(grads), axis=(1, 2))
+            alpha = ops.divide_no_nan(alpha, ops.sum(alpha, axis=(1, 2), keepdims=True))
+        return ops.sum(alpha * ops.relu(grads), axis=(1, 2))
 
 
 class XGradCAM(ClassActivationMethod):
@@ -214,8 +213,8 @@ class XGradCAM(ClassActivationMethod):
     name = "XGrad-CAM"
 
     def _weights(self, features, grads, logits, index):
-        share = tf.math.divide_no_nan(features, tf.reduce_sum(features, axis=(1, 2), keepdims=True))
-        return tf.reduce_sum(share * grads, axis=(1, 2))
+        share = ops.divide_no_nan(features, ops.sum(features, axis=(1, 2), keepdims=True))
+        return ops.sum(share * grads, axis=(1, 2))
 
 
 class HiResCAM(ClassActivationMethod):
@@ -236,7 +235,7 @@ class LayerCAM(ClassActivationMethod):
     name = "LayerCAM"
 
     def _weights(self, features, grads, logits, index):
-        return tf.nn.relu(grads)
+        return ops.relu(grads)
 
 
 class CAM(ClassActivationMethod):
@@ -254,17 +253,13 @@ class CAM(ClassActivationMethod):
         self._dense_request = dense
 
     def _kernel(self, channels: int):
-        from ..replay import leaf_layers, output_layer
+        from ..layers import find_layer, leaf_layers, output_layer
 
         model = self.model
         if self._dense_request is None:
             dense = output_layer(model)
         elif isinstance(self._dense_request, str):
-            leaves = dict(leaf_layers(model))
-            matches = [l for p, l in leaves.items() if p == self._dense_request or p.split("/")[-1] == self._dense_request]
-            if len(matches) != 1:
-                raise ValueError(f"No single layer named {self._dense_request!r} in model {model.name!r}.")
-            dense = matches[0]
+            dense = find_layer(model, self._dense_request, among=dict(leaf_layers(model)))[1]
         else:
             dense = self._dense_request
         kernel = getattr(dense, "kernel", None)
@@ -279,11 +274,11 @@ class CAM(ClassActivationMethod):
 
     def _weights(self, features, grads, logits, index):
         kernel = self._kernel(int(features.shape[-1]))
-        columns = tf.transpose(tf.convert_to_tensor(kernel))  # (classes, channels)
+        columns = ops.transpose(ops.convert_to_tensor(kernel))  # (classes, channels)
         if columns.shape[0] == 1:  # one sigmoid unit: class 0 is the negative logit
-            sign = tf.cast(2 * index - 1, columns.dtype)[:, None]
+            sign = ops.cast(2 * index - 1, columns.dtype)[:, None]
             return sign * columns[0][None, :]
-        return tf.gather(columns, index)
+        return ops.take(columns, index, axis=0)
 
 
 class ScoreCAM(ClassActivationMethod):
@@ -322,20 +317,19 @@ class ScoreCAM(ClassActivationMethod):
         self.max_channels = None if max_channels is None else int(max_channels)
         self._masked_fn = None
 
-    def _masked_scores(self, image, maps, index):
-        """Scores of ``image`` masked by each of ``maps`` (n, h, w) for class ``index``."""
-        size = tf.shape(image)[:2]
-        masks = tf.image.resize(maps[..., None], size, method="bilinear")
-        low = tf.reduce_min(masks, axis=(1, 2, 3), keepdims=True)
-        high = tf.reduce_max(masks, axis=(1, 2, 3), keepdims=True)
-        masks = tf.math.divide_no_nan(masks - low, high - low)  # a flat channel masks everything
+    def _masked_scores(self, image, maps, index, size):
+        """Scores of ``image`` masked by each of ``maps`` (n, h, w) for the classes
+        ``index`` (n,); ``size``: the image's (height, width), a static value."""
+        masks = ops.image.resize(maps[..., None], size, interpolation="bilinear")
+        low = ops.min(masks, axis=(1, 2, 3), keepdims=True)
+        high = ops.max(masks, axis=(1, 2, 3), keepdims=True)
+        masks = ops.divide_no_nan(masks - low, high - low)  # a flat channel masks everything
         logits, _ = self.scored.logits_and_features(image[None] * masks)
-        index = tf.fill([tf.shape(maps)[0]], index)
         return self.scored.class_score(logits, index)
 
     def _forward(self, x, requested):
         logits, features = self.scored.logits_and_features(x)
-        index = tf.where(requested < 0, class_index_of_top(logits), requested)
+        index = chosen_class(logits, requested)
         return features, index, self.scored.class_score(logits, index)
 
     def channels(self, features) -> np.ndarray:
@@ -349,10 +343,11 @@ class ScoreCAM(ClassActivationMethod):
     def explain(self, images, class_index=None) -> CAMResult:
         batch, _, requested = self._prepare(images, class_index)
         if self._masked_fn is None:
-            self._masked_fn = compile_fn(self._masked_scores, self.compiled)
-            self._forward_fn = compile_fn(self._forward, self.compiled)
-        features, index, score = self._forward_fn(tf.constant(batch), tf.constant(requested))
-        features, index = features.numpy(), index.numpy()
+            self._masked_fn = compile_fn(self._masked_scores, self.compiled, state=self.model)
+            self._forward_fn = compile_fn(self._forward, self.compiled, state=self.model)
+        out = self._forward_fn(ops.convert_to_tensor(batch), ops.convert_to_tensor(requested))
+        features, index, score = backend.to_numpy(tuple(out))
+        size = tuple(int(d) for d in batch.shape[1:3])
         n, _, _, k = features.shape
         weights = np.zeros((n, k), dtype=np.float32)
         for b in range(n):
@@ -360,10 +355,12 @@ class ScoreCAM(ClassActivationMethod):
             maps = np.moveaxis(features[b][..., channels], -1, 0)
             for start in range(0, len(channels), self.batch_size):
                 chunk = maps[start : start + self.batch_size]
-                scores = self._masked_fn(tf.constant(batch[b]), tf.constant(chunk), tf.constant(index[b]))
-                weights[b, channels[start : start + len(chunk)]] = scores.numpy()
+                classes = np.full(len(chunk), index[b], np.int32)
+                scores = self._masked_fn(ops.convert_to_tensor(batch[b]), ops.convert_to_tensor(chunk),
+                                         ops.convert_to_tensor(classes), size)
+                weights[b, channels[start : start + len(chunk)]] = backend.to_numpy(scores)
         raw = np.maximum(np.einsum("bhwk,bk->bhw", features, weights), 0).astype(np.float32)
-        return CAMResult(normalize_heatmaps(raw), raw, weights, index, score.numpy(), self.layer)
+        return CAMResult(normalize_heatmaps(raw), raw, weights, index, score, self.layer)
 
 
 class FasterScoreCAM(ScoreCAM):
@@ -390,18 +387,17 @@ class EigenCAM(ClassActivationMethod):
     uses_gradients = False
 
     def _raw(self, features, grads, logits, index):
-        b = tf.shape(features)[0]
-        k = features.shape[-1]
-        flat = tf.reshape(features, (b, -1, k))
-        centred = flat - tf.reduce_mean(flat, axis=1, keepdims=True)
-        _, _, v = tf.linalg.svd(centred)  # v: (b, k, k), columns are the right singular vectors
-        first = v[:, :, 0]
-        projection = tf.einsum("bpk,bk->bp", centred, first)
-        total = tf.reduce_sum(flat, axis=-1)
-        sign = tf.where(tf.reduce_sum(projection * (total - tf.reduce_mean(total, axis=1, keepdims=True)),
-                                      axis=1) < 0, -1.0, 1.0)
+        _, h, w, k = features.shape
+        flat = ops.reshape(features, (-1, h * w, k))
+        centred = flat - ops.mean(flat, axis=1, keepdims=True)
+        _, _, vh = ops.svd(centred, full_matrices=False)  # vh: (b, k, k), rows are the right singular vectors
+        first = vh[:, 0, :]
+        projection = ops.einsum("bpk,bk->bp", centred, first)
+        total = ops.sum(flat, axis=-1)
+        correlation = ops.sum(projection * (total - ops.mean(total, axis=1, keepdims=True)), axis=1)
+        sign = ops.where(correlation < 0, -1.0, 1.0)
         first = first * sign[:, None]
-        return tf.reshape(projection * sign[:, None], tf.shape(features)[:3]), first
+        return ops.reshape(projection * sign[:, None], (-1, h, w)), first
 
 
 def grad_cam(model, images, layer=None, class_index=None, score: str = "logit", size=None) -> np.ndarray:

@@ -26,7 +26,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ..replay import leaf_layers
+from ..layers import leaf_layers
 from ._core import ScoredModel, class_index_of_top
 
 MEASURES = ("spearman_abs", "spearman", "ssim")

@@ -1,4 +1,5 @@
-"""Finding a model's layers by name, checking what they output, and cutting the model there."""
+"""The layers filter visualisation reads: found by ``chollet_viz.layers`` (names, paths,
+nested and Sequential models), checked to output 4-D feature maps, and the model cut there."""
 
 from __future__ import annotations
 
@@ -6,9 +7,7 @@ from collections.abc import Sequence
 
 import keras
 
-
-def _layers(model: keras.Model) -> list[keras.layers.Layer]:
-    return [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+from .. import layers as L
 
 
 def _rank(layer: keras.layers.Layer) -> int | None:
@@ -19,26 +18,25 @@ def _rank(layer: keras.layers.Layer) -> int | None:
 
 
 def conv_layer_names(model: keras.Model) -> list[str]:
-    """Names of the convolution layers of ``model``, in model order."""
-    return [layer.name for layer in _layers(model) if isinstance(layer, keras.layers.Conv2D)]
+    """Names of the convolution layers of ``model``, in model order; those inside nested
+    models as ``"outer/inner"`` paths."""
+    return [path for path, layer in L.leaf_layers(model) if isinstance(layer, keras.layers.Conv2D)]
 
 
 def _layer_list(model: keras.Model) -> str:
     convs = conv_layer_names(model)
     if convs:
-        return "its convolution layers are " + ", ".join(convs)
-    four_d = [layer.name for layer in _layers(model) if _rank(layer) == 4]
-    return "its layers with a 4-D output are " + (", ".join(four_d) or "(none)")
+        return "Its convolution layers are: " + ", ".join(convs)
+    four_d = [path for path, layer in L.leaf_layers(model) if _rank(layer) == 4]
+    return "Its layers with a 4-D output are: " + (", ".join(four_d) or "(none)")
 
 
 def get_layer(model: keras.Model, name: str) -> keras.layers.Layer:
-    """The top-level layer called ``name``; an unknown name lists the convolution layers."""
+    """The layer ``name`` (or ``"outer/inner"`` path), nested models searched too; an
+    unknown name lists the convolution layers."""
     if not isinstance(name, str):
         raise TypeError(f"A layer is named by a string, got {name!r}.")
-    for layer in _layers(model):
-        if layer.name == name:
-            return layer
-    raise ValueError(f"Model {model.name!r} has no layer named {name!r}; {_layer_list(model)}.")
+    return L.find_layer(model, name, valid=lambda: _layer_list(model))[1]
 
 
 def feature_layer(model: keras.Model, name: str) -> keras.layers.Layer:
@@ -49,7 +47,7 @@ def feature_layer(model: keras.Model, name: str) -> keras.layers.Layer:
         shape = tuple(layer.output.shape) if rank is not None else "unknown"
         raise ValueError(
             f"Layer {name!r} outputs shape {shape}, not 4-D feature maps (batch, height, width, "
-            f"channels), so it has no filters to visualise; {_layer_list(model)}."
+            f"channels), so it has no filters to visualise. {_layer_list(model)}."
         )
     return layer
 
@@ -72,9 +70,9 @@ def check_channels(model: keras.Model, name: str, indices: Sequence[int]) -> Non
 def cut_model(model: keras.Model, names: Sequence[str]) -> keras.Model:
     """A model from ``model``'s input to the outputs of the named layers, nothing further.
 
-    Keras runs only the layers between the input and those outputs, so the layers after
-    the deepest target cost nothing.
+    The layers may sit in nested or Sequential models (see ``chollet_viz.layers.cut_model``);
+    the layers after the deepest target are left out, so they cost nothing.
     """
-    outputs = [get_layer(model, name).output for name in names]
-    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
-    return keras.Model(inputs, outputs[0] if len(outputs) == 1 else outputs, name=f"{model.name}_to_{'_'.join(names)}")
+    for name in names:
+        get_layer(model, name)  # the filters' error message for an unknown name
+    return L.cut_model(model, list(names), name=f"{model.name}_to_{'_'.join(names)}".replace("/", "_"))
