@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+pytest.importorskip("sphinx", reason="the book extra (pip install -e '.[book]') builds the book")
 _spec = importlib.util.spec_from_file_location("solutions_switch", ROOT / "book" / "_ext" / "solutions_switch.py")
 switch = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(switch)
