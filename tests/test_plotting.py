@@ -13,6 +13,15 @@ from PIL import Image
 from chollet_viz import datasets, plotting
 
 
+def _outputs_in_a_kernel(cell: str) -> list:
+    """The outputs of one code cell executed in a fresh IPython kernel, as a notebook stores them."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(cell)])
+    nbclient.NotebookClient(nb, kernel_name="python3", timeout=120).execute(stderr=subprocess.DEVNULL)
+    return nb.cells[0].outputs
+
+
 def _encoded(fig):
     png, jpeg = io.BytesIO(), io.BytesIO()
     fig.savefig(png, format="png")
@@ -54,8 +63,6 @@ def test_use_compact_figures_checks_quality_and_does_nothing_outside_a_kernel():
 
 @pytest.mark.slow
 def test_in_a_kernel_each_figure_is_stored_once_in_the_chosen_format():
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
     cell = (
         "from chollet_viz import datasets, plotting\n"
         "plotting.use_compact_figures()\n"
@@ -63,9 +70,7 @@ def test_in_a_kernel_each_figure_is_stored_once_in_the_chosen_format():
         "plt.imshow(datasets.load_image('cat.1700.jpg', target_size=(150, 150)).astype('uint8')); plt.show()\n"
         "plt.plot([0, 1, 4, 9]); plt.show()\n"
     )
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(cell)])
-    nbclient.NotebookClient(nb, kernel_name="python3", timeout=120).execute(stderr=subprocess.DEVNULL)
-    images = [sorted(k for k in o["data"] if k.startswith("image/")) for o in nb.cells[0].outputs if "data" in o]
+    images = [sorted(k for k in o["data"] if k.startswith("image/")) for o in _outputs_in_a_kernel(cell) if "data" in o]
     assert images == [["image/jpeg"], ["image/png"]]
 
 
@@ -78,8 +83,6 @@ def test_glue_figure_checks_the_name():
 @pytest.mark.slow
 def test_glue_figure_writes_what_myst_nb_glue_writes():
     """Reference: MyST-NB's own ``glue`` (the book's renderer reads exactly its output)."""
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
     pytest.importorskip("myst_nb")
     cell = (
         "from chollet_viz import plotting\n"
@@ -90,9 +93,7 @@ def test_glue_figure_writes_what_myst_nb_glue_writes():
         "fig, ax = plt.subplots(figsize=(2, 2)); ax.plot([0, 1, 4])\n"
         "plotting.glue_figure('fig-package', fig)\n"
     )
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(cell)])
-    nbclient.NotebookClient(nb, kernel_name="python3", timeout=120).execute(stderr=subprocess.DEVNULL)
-    reference, package = nb.cells[0].outputs  # one display each: the closed figures are not shown again
+    reference, package = _outputs_in_a_kernel(cell)  # one display each: the closed figures are not shown again
     assert reference["metadata"]["scrapbook"] == {"name": "fig-reference", "mime_prefix": ""}
     assert package["metadata"]["scrapbook"] == {"name": "fig-package", "mime_prefix": ""}
     assert sorted(package["data"]) == sorted(reference["data"])
