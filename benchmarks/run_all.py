@@ -38,6 +38,9 @@ BENCHES = {
     # One layer, a quarter of the filters, a quarter of the steps, one baseline filter.
     "filters": ("bench_filters.py", ["--layers", "block3_conv1", "--filters", "16", "--steps", "10", "--sample", "1"]),
     "mosaic": ("bench_mosaic.py", ["--repeats", "1"]),
+    # The filter grid and Grad-CAM per backend (those installed for this Python): one
+    # layer, 4 filters x 2 steps, one Grad-CAM call.
+    "backends": ("bench_backends.py", ["--layers", "block1_conv1", "--filters", "4", "--steps", "2", "--repeats", "1"]),
 }
 TAIL_LINES = 3  # lines of a failed benchmark's output quoted in its row
 

@@ -135,7 +135,7 @@ def activations(model: keras.Model, image, layers=None, layer_types=None, prepro
     batch = image_batch(image, model)
     if preprocess is not None:
         batch = preprocess(batch)
-    # A direct call: predict() would trace a new tf.function for every new model.
+    # A direct call: predict() would compile a new function (tf.function, jax.jit) for every new model.
     outputs = activation_model(model, layers=names)(batch, training=False)
     if not isinstance(outputs, (list, tuple)):
         outputs = [outputs]

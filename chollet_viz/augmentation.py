@@ -53,11 +53,32 @@ def to_projective(matrix):
 
 
 def apply_affine(images, matrix):
-    """Resample a batch once, nearest-neighbour, edges filled with the nearest pixel."""
+    """Resample a batch once, nearest-neighbour, edges filled with the nearest pixel.
+
+    On Keras' backend, any of the three; one matrix (batch 1) applies to every image.
+    """
     from keras import ops
 
-    return ops.image.affine_transform(
-        images, to_projective(matrix), interpolation="nearest", fill_mode="nearest"
+    transforms = to_projective(matrix)
+    if transforms.shape[0] == 1 and images.shape[0] not in (1, None):
+        # TensorFlow's kernel broadcasts a single transform; JAX's and PyTorch's do not.
+        transforms = ops.tile(ops.convert_to_tensor(transforms), (images.shape[0], 1))  # a copy: torch writes into it
+    return ops.image.affine_transform(images, transforms, interpolation="nearest", fill_mode="nearest")
+
+
+def _apply_affine_tf(images, matrix):
+    """:func:`apply_affine` in TensorFlow itself, whatever Keras' backend: the training
+    pipeline is ``tf.data``, whose graph only TensorFlow ops can join. The op and arguments
+    are those of Keras' TensorFlow ``affine_transform``, so the numbers are the same."""
+    import tensorflow as tf
+
+    return tf.raw_ops.ImageProjectiveTransformV3(
+        images=images,
+        transforms=tf.cast(to_projective(matrix), tf.float32),
+        output_shape=tf.shape(images)[1:-1],
+        fill_value=0.0,
+        interpolation="NEAREST",
+        fill_mode="NEAREST",
     )
 
 
@@ -93,13 +114,16 @@ def random_book_transform(images, seed, **ranges):
 
     ``seed`` is a pair of integers, so one batch always gets the same transforms: pass
     e.g. ``(global_seed, batch_index)``. ``ranges`` as for :func:`sample_parameters`.
+    TensorFlow on every Keras backend (its stateless random ops, and the training
+    pipeline is ``tf.data``): returns a ``tf.Tensor``.
     """
     import tensorflow as tf
 
+    images = tf.convert_to_tensor(images)
     height, width = images.shape[1], images.shape[2]
     p = sample_parameters(tf.shape(images)[0], height, width, seed, **ranges)
     flip = p.pop("flip")
-    out = apply_affine(images, affine_matrix(**p, height=height, width=width))
+    out = _apply_affine_tf(images, affine_matrix(**p, height=height, width=width))
     return tf.where(flip[:, None, None, None], tf.reverse(out, axis=[2]), out)
 
 

@@ -321,7 +321,9 @@ def _torch_custom(forward, backward):
 class Ascent:
     """Tensors being optimised (an image's pixels, a spectrum) and one ascent step on them.
 
-    ``start``: one array or a list of them. ``optimizer``: a Keras optimizer (it
+    ``start``: one array or a list of them; a ``keras.Variable`` among them is optimised
+    in place (it is the variable of a parameterisation, say), any other array is copied
+    into a new variable. ``optimizer``: a Keras optimizer (it
     minimises, so it is given the negated gradient) or a function ``update(grads,
     values) -> new values`` (the book's normalised step, say), written with
     ``keras.ops``. ``step(score, *args)`` computes ``score(*values, *args)`` (one score
@@ -334,7 +336,7 @@ class Ascent:
 
     def __init__(self, start, optimizer, state=None):
         arrays = list(start) if isinstance(start, (list, tuple)) else [start]
-        self.variables = [keras.Variable(np.asarray(a, np.float32), trainable=True) for a in arrays]
+        self.variables = [a if isinstance(a, keras.Variable) else keras.Variable(np.asarray(a, np.float32), trainable=True) for a in arrays]
         self.optimizer = optimizer
         self._keras = isinstance(optimizer, keras.optimizers.Optimizer)
         if self._keras:

@@ -9,7 +9,8 @@ taken from the feature map goes backward, layer by layer, through
 
 using each convolution's own kernel. Here this runs on any Keras model whose layers, up
 to the chosen pooling layer, are a plain chain of ``Conv2D`` (ReLU or linear) and
-``MaxPooling2D`` layers, such as the VGG16 convolutional base.
+``MaxPooling2D`` layers, such as the VGG16 convolutional base. It is written with
+``keras.ops`` and runs on Keras' TensorFlow, JAX and PyTorch backends.
 
 Bias: the forward pass keeps every bias (it decides the activations and the switches);
 the backward pass ignores them, as Zeiler and Fergus do. A bias is a constant added per
@@ -25,24 +26,28 @@ one computation:
 * ``"backprop"``: masked where the forward ReLU was off (the plain gradient).
 
 The same rules can be run as gradients (``Deconvnet.gradient``), by rebuilding the
-forward pass with ReLUs whose backward pass is replaced (``tf.custom_gradient``) and
-letting TensorFlow differentiate it. The explicit reconstruction equals that gradient:
-the transposed convolution is the adjoint of the convolution and max unpooling is the
-gradient of max pooling. TensorFlow's CPU kernels for ``max_pool_with_argmax`` and for
-the max-pooling gradient both send a tie to the first maximum in row-major order, so the
-two routes agree even in windows of equal values (such as all-zero windows after a ReLU).
+forward pass with ReLUs whose backward pass is replaced (``chollet_viz.backend.relu``)
+and letting the backend differentiate it. The explicit reconstruction equals that
+gradient: the transposed convolution is the adjoint of the convolution and max unpooling
+is the gradient of max pooling.
+
+Switches without an argmax operation (``keras.ops`` has none for pooling): each window
+is compared with its maximum, and where several positions hold the maximum (a tie, such
+as an all-zero window after a ReLU) the first in row-major order is the switch. That is
+the rule of TensorFlow's ``max_pool_with_argmax`` and of the max-pooling gradient of
+TensorFlow, JAX and PyTorch on CPU, so the two routes agree even in windows of equal
+values.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
-from functools import cache
 
 import keras
 import numpy as np
-import tensorflow as tf
 
-from . import models
+from . import backend, models
 from .layers import find_layer, is_container
 
 MODES = ("full", "max")
@@ -51,28 +56,86 @@ RULES = ("deconvnet", "guided", "backprop")
 # BGR channel means that Keras' VGG16 ``preprocess_input`` (mode "caffe") subtracts.
 VGG16_BGR_MEAN = np.array(models.VGG16_BGR_MEAN, dtype=np.float32)
 
+ops = keras.ops
+
 
 # --------------------------------------------------------------------------- building blocks
+
+
+def _padding(padding: str) -> str:
+    padding = str(padding).lower()
+    if padding not in ("valid", "same"):
+        raise ValueError(f"Unknown padding {padding!r}; valid paddings are 'valid' and 'same'.")
+    return padding
+
+
+def _pool_extent(size: int, pool: int, stride: int, padding: str):
+    """Number of windows along one axis, and the padding before the first (TensorFlow's rule:
+    "same" pads ``total // 2`` before and the rest after; padded positions never win)."""
+    if padding == "valid":
+        if size < pool:
+            raise ValueError(f"A {pool}-wide pooling window does not fit in a map {size} wide with padding 'valid'.")
+        return (size - pool) // stride + 1, 0
+    windows = -(-size // stride)
+    return windows, max((windows - 1) * stride + pool - size, 0) // 2
+
+
+def _first_maxima(x, pool_size, strides, padding):
+    """Max pooling, and for each offset (dy, dx) of a window (row-major) a boolean map
+    (batch, out_h, out_w, c) of the windows whose switch is at that offset.
+
+    The switch is the first position in row-major order that holds the window's maximum.
+    Returns ``pooled, masks, (top, left)`` where ``top``, ``left`` is the padding before
+    the first window.
+    """
+    (ph, pw), (sh, sw), padding = _pair(pool_size), _pair(strides), _padding(padding)
+    height, width = int(x.shape[1]), int(x.shape[2])
+    out_h, top = _pool_extent(height, ph, sh, padding)
+    out_w, left = _pool_extent(width, pw, sw, padding)
+    bottom = max((out_h - 1) * sh + ph - height - top, 0)
+    right = max((out_w - 1) * sw + pw - width - left, 0)
+    if top or bottom or left or right:
+        x = ops.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)), constant_values=-np.inf)
+    windows = [
+        x[:, dy : dy + (out_h - 1) * sh + 1 : sh, dx : dx + (out_w - 1) * sw + 1 : sw, :]
+        for dy in range(ph)
+        for dx in range(pw)
+    ]
+    pooled = windows[0]
+    for window in windows[1:]:
+        pooled = ops.maximum(pooled, window)  # exact: the same numbers as any max pooling
+    masks, taken = [], None
+    for window in windows:
+        at_max = ops.equal(window, pooled)
+        masks.append(at_max if taken is None else ops.logical_and(at_max, ops.logical_not(taken)))
+        taken = at_max if taken is None else ops.logical_or(taken, at_max)
+    return pooled, masks, (top, left)
 
 
 def max_pool_with_switches(x, pool_size=2, strides=None, padding="valid"):
     """Max pooling that also returns the switches (where each maximum was), per image.
 
     ``x`` has shape (batch, height, width, channels). A switch is the flat index
-    ``(y * width + x) * channels + c`` of the maximum *inside its own image*
-    (``include_batch_in_index=False``); ``max_unpool`` adds the batch position itself.
-    That keeps switches valid when signals are stacked along the batch axis, and avoids
-    the classic slip of scattering a whole batch into the first image.
+    ``(y * width + x) * channels + c`` (int32) of the maximum *inside its own image*, the
+    first maximum in row-major order where a window holds several; ``max_unpool`` adds the
+    batch position itself. That keeps switches valid when signals are stacked along the
+    batch axis, and avoids the classic slip of scattering a whole batch into the first image.
     """
+    x = ops.convert_to_tensor(x, "float32")
     pool_size = _pair(pool_size)
     strides = pool_size if strides is None else _pair(strides)
-    return tf.nn.max_pool_with_argmax(
-        tf.convert_to_tensor(x, tf.float32),
-        ksize=pool_size,
-        strides=strides,
-        padding=padding.upper(),
-        include_batch_in_index=False,
-    )
+    pooled, masks, (top, left) = _first_maxima(x, pool_size, strides, padding)
+    height, width, channels = (int(d) for d in x.shape[1:])  # the batch may be unknown in a graph
+    out_h, out_w = int(pooled.shape[1]), int(pooled.shape[2])
+    rows = np.arange(out_h)[:, None, None] * strides[0] - top
+    cols = np.arange(out_w)[None, :, None] * strides[1] - left
+    offsets = [(dy, dx) for dy in range(pool_size[0]) for dx in range(pool_size[1])]
+    switches = ops.zeros_like(pooled, dtype="int32")
+    for (dy, dx), mask in zip(offsets, masks):
+        index = ((rows + dy) * width + cols + dx) * channels + np.arange(channels)  # (out_h, out_w, c)
+        # Padded positions are never a window's maximum, so their (negative) index is never kept.
+        switches = ops.where(mask, ops.convert_to_tensor(index.astype(np.int32)), switches)
+    return pooled, switches
 
 
 def max_unpool(values, switches, output_shape):
@@ -83,14 +146,14 @@ def max_unpool(values, switches, output_shape):
     windows share a maximum the values add up, which makes this exactly the gradient
     (adjoint) of max pooling with respect to its input.
     """
-    values = tf.convert_to_tensor(values)
-    switches = tf.convert_to_tensor(switches, tf.int64)
+    values = ops.convert_to_tensor(values)
+    switches = ops.cast(switches, "int32")
     height, width, channels = (int(d) for d in tuple(output_shape)[-3:])
-    batch = tf.shape(values, out_type=tf.int64)[0]
-    batch_ids = tf.broadcast_to(tf.reshape(tf.range(batch), [-1, 1, 1, 1]), tf.shape(switches, out_type=tf.int64))
-    indices = tf.reshape(tf.stack([batch_ids, switches], axis=-1), [-1, 2])
-    flat = tf.scatter_nd(indices, tf.reshape(values, [-1]), tf.stack([batch, height * width * channels]))
-    return tf.reshape(flat, tf.stack([batch, height, width, channels]))
+    batch = values.shape[0] if values.shape[0] is not None else ops.shape(values)[0]
+    batch_ids = ops.broadcast_to(ops.reshape(ops.arange(batch, dtype="int32"), (-1, 1, 1, 1)), ops.shape(switches))
+    indices = ops.reshape(ops.stack([batch_ids, switches], axis=-1), (-1, 2))
+    flat = ops.scatter(indices, ops.reshape(values, (-1,)), (batch, height * width * channels))
+    return ops.reshape(flat, (-1, height, width, channels))
 
 
 # When the pooling windows tile the map (stride = pool size, sizes divisible, as in VGG16)
@@ -111,28 +174,34 @@ def switch_mask(switches, output_shape, pool_size=2):
     For windows that tile the map only (see ``windows_tile``).
     """
     height, width, channels = (int(d) for d in tuple(output_shape)[-3:])
-    position = tf.reshape(tf.range(height * width * channels, dtype=tf.int64), [1, height, width, channels])
-    return tf.equal(_spread(tf.convert_to_tensor(switches, tf.int64), pool_size), position)
+    position = np.arange(height * width * channels, dtype=np.int32).reshape(1, height, width, channels)
+    return ops.equal(_spread(ops.cast(switches, "int32"), pool_size), position)
+
+
+def _tile_mask(masks, pool_size):
+    """The per-offset masks of ``_first_maxima`` laid out at input resolution (tiling windows)."""
+    ph, pw = _pair(pool_size)
+    _, out_h, out_w, channels = masks[0].shape
+    stacked = ops.reshape(ops.stack(masks, axis=3), (-1, out_h, out_w, ph, pw, channels))
+    return ops.reshape(ops.transpose(stacked, (0, 1, 3, 2, 4, 5)), (-1, out_h * ph, out_w * pw, channels))
 
 
 def unpool_with_mask(values, mask, pool_size=2):
-    """``max_unpool`` for tiling windows, given the ``switch_mask``."""
-    spread = _spread(tf.convert_to_tensor(values), pool_size)
-    return tf.where(mask, spread, tf.zeros_like(spread))
+    """``max_unpool`` for tiling windows, given the ``switch_mask``: the values repeated over
+    their tiles, kept where the mask is set."""
+    spread = _spread(ops.convert_to_tensor(values), pool_size)
+    return ops.where(mask, spread, ops.zeros_like(spread))
 
 
 def _spread(t, pool_size):
     """Repeat every entry of (batch, h, w, c) over a pool_size tile: (batch, h*ph, w*pw, c)."""
     ph, pw = _pair(pool_size)
-    # Static sizes where the graph knows them: constant shapes run faster than computed ones.
-    b, h, w, c = t.shape if t.shape.is_fully_defined() else tf.unstack(tf.shape(t))
-    t = tf.broadcast_to(t[:, :, None, :, None, :], [b, h, ph, w, pw, c])
-    return tf.reshape(t, [b, h * ph, w * pw, c])
+    return ops.repeat(ops.repeat(t, ph, axis=1), pw, axis=2)
 
 
 def conv(x, kernel, strides=1, padding="same"):
     """A 2-D convolution without bias, as ``Conv2D`` computes it (channels last)."""
-    return tf.nn.conv2d(x, kernel, strides=_pair(strides), padding=padding.upper())
+    return ops.conv(x, kernel, strides=_pair(strides), padding=_padding(padding), data_format="channels_last")
 
 
 def conv_transpose(y, kernel, input_shape, strides=1, padding="same"):
@@ -141,22 +210,33 @@ def conv_transpose(y, kernel, input_shape, strides=1, padding="same"):
     It maps a (batch, h', w', out_channels) signal back to ``input_shape`` = the shape the
     convolution read, (height, width, in_channels) or with a batch entry (ignored).
     """
-    y = tf.convert_to_tensor(y)
-    height, width, channels = (int(d) for d in tuple(input_shape)[-3:])
-    output_shape = [_batch_size(y), height, width, channels]
-    return tf.nn.conv2d_transpose(y, kernel, output_shape, strides=_pair(strides), padding=padding.upper())
+    y = ops.convert_to_tensor(y)
+    padding, strides = _padding(padding), _pair(strides)
+    height, width, _ = (int(d) for d in tuple(input_shape)[-3:])
+    # A strided convolution maps several input sizes to one output size: the output
+    # padding says which one to go back to (Keras' rule: see keras.ops.conv_transpose).
+    output_padding = []
+    for n, size, k, s in zip(y.shape[1:3], (height, width), kernel.shape[:2], strides):
+        n, k = int(n), int(k)
+        if n != ((size - k) // s + 1 if padding == "valid" else -(-size // s)):
+            raise ValueError(
+                f"A map of size {n} does not come from a convolution (kernel {k}, stride {s}, padding "
+                f"{padding!r}) of an input of size {size}."
+            )
+        output_padding.append(size - ((n - 1) * s + (k if padding == "valid" else k % 2)))
+    return ops.conv_transpose(
+        y, kernel, strides=strides, padding=padding, output_padding=tuple(output_padding), data_format="channels_last"
+    )
 
 
 def relu_backward(signal, pre_activation, rule):
     """A ReLU's backward pass under ``rule`` (see the module docstring)."""
     if rule == "deconvnet":
-        return tf.nn.relu(signal)
-    on = tf.cast(pre_activation > 0, signal.dtype)
-    if rule == "guided":
-        return tf.nn.relu(signal) * on
-    if rule == "backprop":
-        return signal * on
-    raise ValueError(f"Unknown rule {rule!r}; valid rules are {RULES}.")
+        return ops.relu(signal)
+    if rule not in RULES:
+        raise ValueError(f"Unknown rule {rule!r}; valid rules are {RULES}.")
+    on = ops.cast(ops.greater(pre_activation, 0), signal.dtype)
+    return ops.relu(signal) * on if rule == "guided" else signal * on
 
 
 def select_signal(feature_map, mode="full", channel=None):
@@ -168,17 +248,17 @@ def select_signal(feature_map, mode="full", channel=None):
     """
     if mode not in MODES:
         raise ValueError(f"Unknown mode {mode!r}; valid modes are {MODES}.")
-    feature_map = tf.convert_to_tensor(feature_map)
+    feature_map = ops.convert_to_tensor(feature_map)
+    height, width, channels = (int(d) for d in feature_map.shape[1:])
     if channel is not None:
-        channels = int(feature_map.shape[-1])
         if not 0 <= channel < channels:
             raise ValueError(f"channel {channel} is out of range; the map has {channels} channels (0..{channels - 1}).")
-        feature_map = feature_map * tf.one_hot(channel, channels, dtype=feature_map.dtype)
+        feature_map = feature_map * ops.cast(np.eye(channels, dtype=np.float32)[channel], feature_map.dtype)
     if mode == "full":
         return feature_map
-    flat = tf.reshape(feature_map, [tf.shape(feature_map)[0], -1])
-    keep = tf.one_hot(tf.argmax(flat, axis=1), tf.shape(flat)[1], dtype=flat.dtype)
-    return tf.reshape(flat * keep, tf.shape(feature_map))
+    flat = ops.reshape(feature_map, (-1, height * width * channels))
+    keep = ops.one_hot(ops.argmax(flat, axis=1), height * width * channels, dtype=flat.dtype)
+    return ops.reshape(flat * keep, (-1, height, width, channels))
 
 
 def strongest_activation(feature_map):
@@ -250,26 +330,12 @@ def _chain(model) -> list[_Step]:
     return steps
 
 
-@cache
-def _rule_relu(rule):
-    """A ReLU whose backward pass follows ``rule`` (used to rebuild the forward pass)."""
-
-    @tf.custom_gradient
-    def relu(z):
-        def grad(dy):
-            return relu_backward(dy, z, rule)
-
-        return tf.nn.relu(z), grad
-
-    return relu
-
-
-def _pool_args(layer):
-    return _pair(layer.pool_size), _pair(layer.strides), layer.padding.upper()
-
-
 def _bias(layer):
     return layer.bias if layer.use_bias else 0.0
+
+
+def _is_mask(t) -> bool:
+    return keras.backend.standardize_dtype(t.dtype) == "bool"
 
 
 class Deconvnet:
@@ -277,8 +343,9 @@ class Deconvnet:
 
     ``model`` is e.g. ``chollet_viz.models.vgg16(include_top=False,
     input_shape=(224, 224, 3))``; images go in already preprocessed for it. The heavy
-    paths are compiled with ``tf.function``, one graph per choice of layers, modes and
-    rule (``compile=False`` runs them eagerly, for debugging and for the benchmark).
+    paths are compiled by ``chollet_viz.backend.compile`` (``tf.function``, ``jax.jit``;
+    eager on PyTorch), one graph per choice of layers, modes and rule (``compile=False``
+    runs them eagerly, for debugging and for the benchmark).
     """
 
     def __init__(self, model: keras.Model, compile: bool = True):
@@ -290,7 +357,7 @@ class Deconvnet:
                 f"Model {model.name!r} does not start with a chain of Conv2D (ReLU or linear) and "
                 "MaxPooling2D layers containing a pooling layer, so it has nothing to reconstruct from."
             )
-        wrap = tf.function if compile else (lambda f: f)
+        wrap = (lambda f: backend.compile(f, state=model)) if compile else (lambda f: f)
         self._forward_fn = wrap(self._feature_map_graph)
         self._reconstruct_fn = wrap(self._reconstruct_graph)
         self._gradient_fn = wrap(self._gradient_graph)
@@ -299,7 +366,7 @@ class Deconvnet:
 
     def feature_map(self, images, layer_name: str) -> np.ndarray:
         """The output of pooling layer ``layer_name`` for ``images``."""
-        return self._run(self._forward_fn, self._images(images), self._stop(layer_name)).numpy()
+        return backend.to_numpy(self._run(self._forward_fn, self._images(images), self._stop(layer_name)))
 
     def reconstruct(self, images, layer_name: str, mode: str = "full", rule: str = "deconvnet", channel=None):
         """Project the map of ``layer_name`` (whole, or its strongest activation) back to pixels.
@@ -328,7 +395,7 @@ class Deconvnet:
         return self.gradient_all(images, (layer_name,), (mode,), rule, channel)[layer_name][mode]
 
     def gradient_all(self, images, layer_names=None, modes=MODES, rule: str = "deconvnet", channel=None):
-        """``gradient`` for several layers and modes from one taped forward pass."""
+        """``gradient`` for several layers and modes (one gradient per layer and mode)."""
         return self._all(self._gradient_fn, images, layer_names, modes, rule, channel)
 
     # ---- argument checks
@@ -345,12 +412,12 @@ class Deconvnet:
         )
 
     def _images(self, images):
-        images = tf.convert_to_tensor(images, tf.float32)
-        if images.shape.rank == 3:
+        images = ops.convert_to_tensor(images, "float32")
+        if len(images.shape) == 3:
             images = images[None]
         expected = tuple(self.model.input_shape[1:])
         got = tuple(images.shape[1:])
-        if images.shape.rank != 4 or any(e is not None and e != g for e, g in zip(expected, got)):
+        if len(images.shape) != 4 or any(e is not None and e != g for e, g in zip(expected, got)):
             raise ValueError(f"Expected images of shape (batch, {', '.join(map(str, expected))}), got {tuple(images.shape)}.")
         return images
 
@@ -366,10 +433,10 @@ class Deconvnet:
         if channel is not None:
             channel = int(channel)
         images = self._images(images)
-        out = self._run(fn, images, stops, modes, rule, channel)
+        out = backend.to_numpy(self._run(fn, images, stops, modes, rule, channel))
         n = int(images.shape[0])
         return {
-            name: {mode: out[i][j * n : (j + 1) * n].numpy() for j, mode in enumerate(modes)}
+            name: {mode: out[i][j * n : (j + 1) * n] for j, mode in enumerate(modes)}
             for i, name in enumerate(layer_names)
         }
 
@@ -377,8 +444,8 @@ class Deconvnet:
     def _run(fn, *args):
         # Each choice of layers, modes and rule is its own graph, traced once on first use.
         # Tracing a few of them in a row is by design, so TensorFlow's "frequent retracing"
-        # warning is kept quiet during the call.
-        logger = tf.get_logger()
+        # warning (its Python logger; no TensorFlow import needed) is kept quiet during the call.
+        logger = logging.getLogger("tensorflow")
         level = logger.level
         logger.setLevel("ERROR")
         try:
@@ -392,20 +459,23 @@ class Deconvnet:
         """Forward pass recording, per step, what the backward pass needs.
 
         Conv steps: (input shape, pre-activation or None, None); pool steps: (input shape,
-        switches, or their boolean mask when the windows tile the map, pooled map).
+        the boolean switch mask when the windows tile the map, else the switches, pooled map).
         """
         record = []
         for step in self._steps[: stop + 1]:
             layer = step.layer
             if step.kind == "conv":
                 z = conv(x, layer.kernel, layer.strides, layer.padding) + _bias(layer)
-                record.append((x.shape[1:], z if keep_pre_activations else None, None))
-                x = tf.nn.relu(z) if step.relu else z
+                record.append((tuple(x.shape[1:]), z if keep_pre_activations else None, None))
+                x = ops.relu(z) if step.relu else z
             else:
-                pooled, switches = max_pool_with_switches(x, layer.pool_size, layer.strides, layer.padding)
-                if windows_tile(layer.pool_size, layer.strides, x.shape[1], x.shape[2]):
-                    switches = switch_mask(switches, x.shape, layer.pool_size)  # boolean: the fast route
-                record.append((x.shape[1:], switches, pooled))
+                shape = tuple(x.shape[1:])
+                if windows_tile(layer.pool_size, layer.strides, shape[0], shape[1]):
+                    pooled, masks, _ = _first_maxima(x, layer.pool_size, layer.strides, layer.padding)
+                    switches = _tile_mask(masks, layer.pool_size)  # boolean: the fast route
+                else:
+                    pooled, switches = max_pool_with_switches(x, layer.pool_size, layer.strides, layer.padding)
+                record.append((shape, switches, pooled))
                 x = pooled
         return x, record
 
@@ -414,7 +484,7 @@ class Deconvnet:
         for step, (in_shape, saved, _) in reversed(list(zip(self._steps[: stop + 1], record))):
             layer = step.layer
             if step.kind == "pool":
-                if saved.dtype == tf.bool:
+                if _is_mask(saved):
                     signal = unpool_with_mask(signal, saved, layer.pool_size)
                 else:
                     signal = max_unpool(signal, saved, in_shape)
@@ -434,35 +504,37 @@ class Deconvnet:
             feature_map = record[stop][2]
             signals = [select_signal(feature_map, mode, channel) for mode in modes]
             # One backward pass per signal: stacking them along the batch axis measured no faster.
-            results.append(tf.concat([self._backward(signal, record, stop, rule) for signal in signals], axis=0))
+            results.append(ops.concatenate([self._backward(signal, record, stop, rule) for signal in signals], axis=0))
         return results
+
+    def _rebuilt(self, x, stop, relu):
+        """The forward pass up to step ``stop`` with the ReLUs ``relu`` and the backend's own
+        max pooling, whose gradient the backend provides."""
+        for step in self._steps[: stop + 1]:
+            layer = step.layer
+            if step.kind == "conv":
+                z = conv(x, layer.kernel, layer.strides, layer.padding) + _bias(layer)
+                x = relu(z) if step.relu else z
+            else:
+                x = ops.max_pool(x, _pair(layer.pool_size), _pair(layer.strides), _padding(layer.padding), "channels_last")
+        return x
 
     def _gradient_graph(self, images, stops, modes, rule, channel):
-        relu = _rule_relu(rule)
-        maps = {}
-        with tf.GradientTape(persistent=len(stops) * len(modes) > 1) as tape:
-            tape.watch(images)
-            x = images
-            for i, step in enumerate(self._steps[: max(stops) + 1]):
-                layer = step.layer
-                if step.kind == "conv":
-                    z = conv(x, layer.kernel, layer.strides, layer.padding) + _bias(layer)
-                    x = relu(z) if step.relu else z
-                else:
-                    pool_size, strides, padding = _pool_args(layer)
-                    x = tf.nn.max_pool2d(x, pool_size, strides, padding)
-                    maps[i] = x
+        relu = backend.relu(rule)
         results = []
         for stop in stops:
-            signals = [select_signal(maps[stop], mode, channel) for mode in modes]
-            grads = [tape.gradient(maps[stop], images, output_gradients=signal) for signal in signals]
-            results.append(tf.concat(grads, axis=0))
+            grads = []
+            for mode in modes:
+                # d <map, signal> / d images with the signal held constant: the map's
+                # vector-Jacobian product with the signal, as the reconstruction computes it.
+                def score(x, stop=stop, mode=mode):
+                    feature_map = self._rebuilt(x, stop, relu)
+                    signal = ops.stop_gradient(select_signal(feature_map, mode, channel))
+                    return ops.sum(feature_map * signal, axis=(1, 2, 3))
+
+                grads.append(backend.value_and_grad(score, images)[1][0])
+            results.append(ops.concatenate(grads, axis=0))
         return results
-
-
-def _batch_size(t):
-    """The batch size: a Python int where the graph knows it, else a tensor."""
-    return t.shape[0] if t.shape[0] is not None else tf.shape(t)[0]
 
 
 def _pair(value):

@@ -186,14 +186,21 @@ def show_images(images, titles=None, ncols: int | None = None, size: float = 2.5
 
 
 def resize(array: np.ndarray, size) -> np.ndarray:
-    """Bilinear resize of a 2-D (h, w) or 3-D (h, w, c) array to ``size = (height, width)``."""
-    import tensorflow as tf
+    """Bilinear resize of a 2-D (h, w) or 3-D (h, w, c) array to ``size = (height, width)``.
+
+    Half-pixel centres and no antialiasing, as ``tf.image.resize`` does by default, on
+    every Keras backend (``keras.ops.image.resize``).
+    """
+    import keras
 
     array = np.asarray(array, dtype=np.float32)
     squeeze = array.ndim == 2
     if squeeze:
         array = array[..., None]
-    out = tf.image.resize(array, size, method="bilinear").numpy()
+    out = keras.ops.image.resize(
+        array, tuple(int(s) for s in size), interpolation="bilinear", antialias=False, data_format="channels_last"
+    )
+    out = np.asarray(keras.ops.convert_to_numpy(out))
     return out[..., 0] if squeeze else out
 
 

@@ -61,8 +61,8 @@ def test_known_answer_conv_and_pool(digit):
     model = known_conv_base()
     conv, pool = activation_model(model, layers=["conv", "pool"])(digit[None, :, :, None])
     expected = numpy_conv_relu(digit, KERNEL, BIAS)
-    np.testing.assert_allclose(np.asarray(conv)[0, :, :, 0], expected, atol=1e-5)
-    np.testing.assert_allclose(np.asarray(pool)[0, :, :, 0], numpy_maxpool2(expected), atol=1e-5)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(conv)[0, :, :, 0], expected, atol=1e-5)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(pool)[0, :, :, 0], numpy_maxpool2(expected), atol=1e-5)
 
 
 def test_sequential_model_follows_the_requested_order(digit):
@@ -79,7 +79,7 @@ def test_sequential_model_follows_the_requested_order(digit):
     got = activations(model, digit, layers=["dense", "conv"])
     assert list(got) == ["dense", "conv"]
     np.testing.assert_allclose(got["conv"][0, :, :, 0], numpy_conv_relu(digit, KERNEL, BIAS), atol=1e-5)
-    np.testing.assert_allclose(got["dense"], model(digit[None, :, :, None]), atol=1e-5)
+    np.testing.assert_allclose(got["dense"], keras.ops.convert_to_numpy(model(digit[None, :, :, None])), atol=1e-5)
     # Layer objects work as well as names, and the default is every layer.
     assert layer_paths(model, layers=model.layers[:2]) == ["conv", "pool"]
     assert layer_paths(model) == ["conv", "pool", "flat", "dense"]
@@ -95,7 +95,7 @@ def test_layers_of_a_nested_base_in_a_sequential_model(digit):
     expected = numpy_conv_relu(digit, KERNEL, BIAS)
     np.testing.assert_allclose(got["base/conv"][0, :, :, 0], expected, atol=1e-5)
     np.testing.assert_allclose(got["base/pool"][0, :, :, 0], numpy_maxpool2(expected), atol=1e-5)
-    np.testing.assert_allclose(got["out"], model(digit[None, :, :, None]), atol=1e-5)
+    np.testing.assert_allclose(got["out"], keras.ops.convert_to_numpy(model(digit[None, :, :, None])), atol=1e-5)
 
 
 def test_layers_two_levels_down_in_a_functional_model(digit):
@@ -107,7 +107,7 @@ def test_layers_two_levels_down_in_a_functional_model(digit):
     model = keras.Model(inputs, outputs, name="outer")
     got = activations(model, digit, layers=["middle/base/conv", "head"])
     np.testing.assert_allclose(got["middle/base/conv"][0, :, :, 0], numpy_conv_relu(2 * digit, KERNEL, BIAS), atol=1e-4)
-    np.testing.assert_allclose(got["head"], model(digit[None, :, :, None]), atol=1e-5)
+    np.testing.assert_allclose(got["head"], keras.ops.convert_to_numpy(model(digit[None, :, :, None])), atol=1e-5)
     assert layer_paths(model, layer_types=(layers.Conv2D, layers.MaxPooling2D)) == ["middle/base/conv", "middle/base/pool"]
 
 

@@ -1,14 +1,13 @@
 """Tests of chollet_viz.cam on tiny models whose answers are known.
 
 They run under every Keras backend (``KERAS_BACKEND``); the references' gradients come from
-the backend's own autodiff (``_autodiff.gradient``). Pixel attributions and faithfulness
-curves are tested on TensorFlow only: those parts of the package still need it.
+the backend's own autodiff (``_autodiff.gradient``).
 """
 
 import keras
 import numpy as np
 import pytest
-from _autodiff import gradient, numpy, tensorflow_only
+from _autodiff import gradient, numpy
 from keras import layers
 
 from chollet_viz import cam
@@ -336,7 +335,6 @@ def test_cam_needs_gap_and_dense():
         cam.CAM(hand_model(), "conv")(HAND_IMAGE, 1)
 
 
-@tensorflow_only
 def test_guided_backprop_passes_only_positive_gradients_through_active_units():
     # Three active hidden units (each sums the four inputs) feed the logit with weights
     # 1, -1 and 2: the plain gradient is 1 - 1 + 2 per input, the guided one drops -1.
@@ -354,7 +352,6 @@ def test_guided_backprop_passes_only_positive_gradients_through_active_units():
     np.testing.assert_allclose(gradient(lambda t: model(t)[:, 0], x).ravel(), [2.0] * 4)
 
 
-@tensorflow_only
 def test_guided_grad_cam_shape_and_support():
     model = gap_dense_model()
     x = images(2)
@@ -369,7 +366,6 @@ def toy_linear_model():
     return model
 
 
-@tensorflow_only
 def test_deletion_and_insertion_on_a_known_answer():
     model = toy_linear_model()
     x = np.ones((1, 2, 2, 1), np.float32)

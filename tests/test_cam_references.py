@@ -32,12 +32,15 @@ import warnings
 import keras
 import numpy as np
 import pytest
-from _autodiff import BACKEND, gradient, numpy, tensorflow_only
+from _autodiff import BACKEND, gradient, numpy
 from keras import layers
 
 from chollet_viz import cam
 
 TF_KERAS_VIS = BACKEND == "tensorflow"  # tf-keras-vis forces TensorFlow
+tf_keras_vis_only = pytest.mark.skipif(
+    not TF_KERAS_VIS, reason=f"tf-keras-vis forces TensorFlow (Keras runs on {BACKEND})"
+)
 if TF_KERAS_VIS:
     with warnings.catch_warnings():
         # tf-keras-vis 0.8.7 imports zoom from the deprecated scipy.ndimage.interpolation.
@@ -406,12 +409,12 @@ def test_eigen_cam(head):
 # --- Score-CAM and Faster Score-CAM ----------------------------------------------------------
 
 
-@tensorflow_only
+@tf_keras_vis_only
 @pytest.mark.parametrize("head", HEADS)
 def test_score_cam_against_tf_keras_vis(head):
     """Reference: tf-keras-vis Scorecam. Its score is the softmax of the logits (it applies
     a softmax to the outputs of the model made linear), as ours; its masks are upsampled by
-    scipy zoom, ours by tf.image.resize, which agree here because the feature map has the
+    scipy zoom, ours by keras.ops.image.resize, which agree here because the feature map has the
     input's resolution (the Flatten model's conv has padding "same", the GAP model pools
     only after the target layer)."""
     model, *_ = MODELS[head]()
@@ -422,7 +425,7 @@ def test_score_cam_against_tf_keras_vis(head):
     np.testing.assert_allclose(result.raw, np.maximum(reference, 0), rtol=1e-3, atol=1e-6)
 
 
-@tensorflow_only
+@tf_keras_vis_only
 @pytest.mark.parametrize("head", HEADS)
 def test_faster_score_cam_against_tf_keras_vis_max_n(head):
     """Reference: tf-keras-vis Scorecam with max_N (channels of largest spatial std). It
@@ -438,11 +441,11 @@ def test_faster_score_cam_against_tf_keras_vis_max_n(head):
     assert np.all((result.weights != 0).sum(axis=1) <= k)
 
 
-@tensorflow_only
+@tf_keras_vis_only
 def test_score_cam_on_a_pooled_feature_map_correlates_with_tf_keras_vis():
     """Reference: tf-keras-vis Scorecam on an 8 x 8 map of a 16 x 16 input. Its masks are
     upsampled with corners aligned (scipy zoom, order 1), ours with half-pixel centres
-    (tf.image.resize bilinear): not the same masks, so only the maps' correlation (each
+    (keras.ops.image.resize bilinear): not the same masks, so only the maps' correlation (each
     image above 0.999) and a loose bound on their difference (0.02) are tested."""
     model, *_ = pooled_model()
     x = images(model)

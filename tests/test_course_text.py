@@ -15,6 +15,8 @@ import pytest
 
 from chollet_viz.reexecute import chapters
 
+pytestmark = pytest.mark.backend_independent  # conftest.py: on the TensorFlow job only
+
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = chapters(ROOT)
 IDS = [nb.stem for nb in NOTEBOOKS]

@@ -10,6 +10,8 @@ import pytest
 from chollet_viz import data
 from chollet_viz.data import Asset, AssetError
 
+pytestmark = pytest.mark.backend_independent  # conftest.py: on the TensorFlow job only
+
 MIRROR = os.environ.get("CHOLLET_VIZ_MIRROR")
 needs_mirror = pytest.mark.skipif(
     not (MIRROR and Path(MIRROR, "SHA256SUMS").is_file()), reason="needs the offline mirror"

@@ -125,7 +125,8 @@ def activations(model, reference):
     """Every probed activation for the three reference inputs, from one batched call."""
     probe = keras.Model(model.input, [model.get_layer(name).output for name in PROBES])
     batch = eff.preprocess_input(np.stack([reference[f"{n}_input_rgb_0_255"] for n in INPUTS]))
-    outputs = [np.asarray(o) for o in probe(batch, training=False)]
+    # convert_to_numpy: a PyTorch output that requires grad refuses np.asarray
+    outputs = [keras.ops.convert_to_numpy(o) for o in probe(batch, training=False)]
     return {
         inp: {name: out[i] for name, out in zip(PROBES, outputs)} for i, inp in enumerate(INPUTS)
     }
@@ -222,7 +223,7 @@ def test_keras_same_padding_equals_pytorch_static_padding(untrained):
         layer = keras.layers.DepthwiseConv2D(kernel, strides=stride, padding="same", use_bias=False)
         layer.build((None, size, size, 2))
         layer.set_weights([eff.depthwise_kernel_to_keras(w)])
-        got = np.asarray(layer(x[None]))[0]
+        got = keras.ops.convert_to_numpy(layer(x[None]))[0]
         np.testing.assert_allclose(got, numpy_conv(x, w, stride, pad, depthwise=True), atol=1e-4, err_msg=layer_name)
 
 
@@ -257,7 +258,7 @@ def test_conv_kernel_conversion(kernel, stride, pad):
     layer = keras.layers.Conv2D(4, kernel, strides=stride, padding="same", use_bias=False)
     layer.build((None, 6, 6, 3))
     layer.set_weights([converted])
-    np.testing.assert_allclose(np.asarray(layer(x[None]))[0], numpy_conv(x, w, stride, pad), atol=1e-5)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(x[None]))[0], numpy_conv(x, w, stride, pad), atol=1e-5)
 
 
 def test_conv_conversion_catches_a_spatial_transpose():
@@ -268,7 +269,7 @@ def test_conv_conversion_catches_a_spatial_transpose():
     layer = keras.layers.Conv2D(1, 3, padding="same", use_bias=False)
     layer.build((None, 4, 4, 1))
     layer.set_weights([eff.conv_kernel_to_keras(w)])
-    out = np.asarray(layer(x[None]))[0, :, :, 0]
+    out = keras.ops.convert_to_numpy(layer(x[None]))[0, :, :, 0]
     assert out[1, 1] == x[0, 2, 0] and out[2, 0] == x[1, 1, 0]
 
 
@@ -288,7 +289,7 @@ def test_dense_and_batchnorm_conversion():
     dense = keras.layers.Dense(3)
     dense.build((None, 5))
     dense.set_weights([eff.dense_kernel_to_keras(w), b])
-    np.testing.assert_allclose(np.asarray(dense(x)), x @ w.T + b, atol=1e-5)  # torch.nn.Linear
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(dense(x)), x @ w.T + b, atol=1e-5)  # torch.nn.Linear
     # BatchNorm: the converted weights must land in Keras' order gamma, beta, mean, variance.
     names = ("weight", "bias", "running_mean", "running_var")
     stats = {k: rng.uniform(0.5, 2.0, size=5).astype(np.float32) for k in names}
@@ -296,7 +297,7 @@ def test_dense_and_batchnorm_conversion():
     bn.build((None, 5))
     bn.set_weights([stats[s] for s, _ in eff._KINDS["bn"]])
     expected = (x - stats["running_mean"]) / np.sqrt(stats["running_var"] + 1e-3) * stats["weight"] + stats["bias"]
-    np.testing.assert_allclose(np.asarray(bn(x, training=False)), expected, atol=1e-5)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(bn(x, training=False)), expected, atol=1e-5)
 
 
 def test_mapping_covers_every_weighted_layer(untrained, state_dict):

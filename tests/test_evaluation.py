@@ -12,6 +12,7 @@ import json
 import keras
 import numpy as np
 import pytest
+from _autodiff import numpy
 from keras import layers
 
 from chollet_viz import cam
@@ -73,7 +74,7 @@ def test_rows_match_direct_calls_with_a_class_per_image(build):
         ev.RANDOM: np.stack([np.random.default_rng([0, p]).random((6, 6)) for p in range(5)]).astype(np.float32),
     }
     # Probabilities of the classes for the intact images, from the model itself.
-    probs = np.asarray(model(x), np.float64)  # the model ends in a softmax
+    probs = numpy(model(x)).astype(np.float64)  # the model ends in a softmax
     np.testing.assert_allclose(result.probability, probs[np.arange(5), CLASSES], rtol=1e-5)
     for name, maps in direct_maps.items():
         rows = result.results[name]
@@ -89,7 +90,7 @@ def test_rows_match_direct_calls_with_a_class_per_image(build):
         # image times its upsampled map.
         masked = x * cam.upsample(maps, (12, 12))[..., None]
         y = probs[np.arange(5), CLASSES]
-        o = np.asarray(model(masked), np.float64)[np.arange(5), CLASSES]
+        o = numpy(model(masked)).astype(np.float64)[np.arange(5), CLASSES]
         np.testing.assert_allclose(rows["average_drop"], 100 * np.maximum(y - o, 0) / y, atol=1e-3)
         np.testing.assert_array_equal(rows["increase"], (o > y).astype(float))
         assert np.all(rows["seconds"] > 0)
@@ -139,7 +140,7 @@ def test_all_zero_maps_give_numbers_not_nan():
 def small_evaluation(tmp_path=None):
     model = gap_model()
     x = images(4)
-    top = np.asarray(model(x)).argmax(axis=1)
+    top = numpy(model(x)).argmax(axis=1)
     methods = methods_for(model)
     result = ev.evaluate(model, "conv_b", methods, x, top, names=[f"img{i}.jpg" for i in range(4)],
                          steps=4, batch_size=2)
@@ -248,3 +249,15 @@ def test_confidence_computed_in_groups_equals_one_method_per_call(max_images):
         change = cam.confidence_change(model, x, m, CLASSES)  # one direct call per method
         np.testing.assert_allclose(grouped.results[name]["average_drop"], change.drop, atol=1e-4)
         np.testing.assert_array_equal(grouped.results[name]["increase"], change.increased.astype(float))
+
+
+def test_versions_name_the_backend_and_its_library():
+    # Reference: the version the backend's library reports of itself (Keras has imported it).
+    import sys
+
+    backend = keras.backend.backend()
+    versions = ev.versions()
+    assert versions["keras_backend"] == backend
+    assert versions[backend] == sys.modules[backend].__version__
+    assert versions["keras"] == keras.__version__
+    assert isinstance(ev.machine_description()["accelerator"], str)

@@ -1,12 +1,15 @@
 """Tests for chollet_viz.filters: the book's gradient ascent and the regularised renderer.
 
 Small hand-made or seeded VGG-like models keep this file fast; nothing here needs VGG16.
+Runs under every Keras backend: gradients a reference needs come from the backend's own
+autodiff (``_autodiff.gradient``), never from ``chollet_viz.backend``. The filters' numbers
+across backends are compared in tests/test_backends_agree.py.
 """
 
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
+from _autodiff import gradient, numpy
 from keras import layers
 
 from chollet_viz import filters as F
@@ -43,7 +46,7 @@ def dead_model():
 
 def live_filter(model, layer, start):
     """The filter with the largest mean activation on ``start`` (computed, not assumed)."""
-    maps = F.cut_model(model, [layer])(start).numpy()
+    maps = numpy(F.cut_model(model, [layer])(start))
     return int(np.argmax(maps.mean(axis=(0, 1, 2))))
 
 
@@ -53,7 +56,7 @@ def live_filter(model, layer, start):
 def test_normalize_gradient_matches_book_formula_per_image():
     g = np.array([[3.0, 4.0], [0.0, -1.0]], np.float32).reshape(1, 2, 2, 1)
     batch = np.concatenate([g, 10 * g + 1])  # a second image on another scale
-    out = F.normalize_gradient(tf.constant(batch)).numpy()
+    out = numpy(F.normalize_gradient(batch))
     for i in range(2):
         # The book: grads /= (K.sqrt(K.mean(K.square(grads))) + 1e-5), on one image.
         expected = batch[i] / (np.sqrt(np.mean(batch[i] ** 2)) + 1e-5)
@@ -108,15 +111,13 @@ def test_book_step_is_one_normalised_gradient_step(small_vgg):
     start = F.book_start(1, 16, seed=1)
     f = live_filter(small_vgg, "conv_a", start)
     cut = F.cut_model(small_vgg, ["conv_a"])
-    x = tf.constant(start)
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        loss = tf.reduce_mean(cut(x)[..., f])
-    g = tape.gradient(loss, x).numpy()
+    # The backend's own autodiff; a batch of one, so the sum is the book's loss.
+    g = gradient(lambda x: keras.ops.mean(cut(x)[..., f], axis=(1, 2)), start)
+    loss = float(numpy(cut(start))[..., f].mean())
     expected = start + g / (np.sqrt(np.mean(g**2)) + 1e-5)
     result = F.generate_pattern(small_vgg, "conv_a", f, start=start, steps=1)
     np.testing.assert_allclose(result.images, expected, atol=1e-4)
-    np.testing.assert_allclose(result.history[0, 0], float(loss), rtol=1e-5)
+    np.testing.assert_allclose(result.history[0, 0], loss, rtol=1e-5)
 
 
 def test_batched_equals_one_at_a_time(small_vgg):
@@ -197,16 +198,17 @@ def test_grid_marks_dead_filters(dead_model):
 
 
 def test_objectives_compose_and_pick_their_own_filter(small_vgg):
-    x = tf.constant(F.book_start(2, 16, seed=5))
+    x = F.book_start(2, 16, seed=5)
     maps = F.cut_model(small_vgg, ["conv_b"])(x)
     outputs = {"conv_b": maps}
-    means = maps.numpy().mean(axis=(1, 2))
-    np.testing.assert_allclose(F.channel("conv_b", 4)(outputs).numpy(), means[:, 4], rtol=1e-6)
-    np.testing.assert_allclose(F.channel("conv_b", [4, 7])(outputs).numpy(), [means[0, 4], means[1, 7]], rtol=1e-6)
+    means = numpy(maps).mean(axis=(1, 2))
+    np.testing.assert_allclose(numpy(F.channel("conv_b", 4)(outputs)), means[:, 4], rtol=1e-6)
+    np.testing.assert_allclose(numpy(F.channel("conv_b", [4, 7])(outputs)), [means[0, 4], means[1, 7]], rtol=1e-6)
     combined = F.channel("conv_b", 4) - 2 * F.channel("conv_b", 7) + sum([F.channel("conv_b", 1)])
-    np.testing.assert_allclose(combined(outputs).numpy(), means[:, 4] - 2 * means[:, 7] + means[:, 1], rtol=1e-5)
-    centre = maps.numpy()[:, 4, 4, 3]
-    np.testing.assert_allclose(F.neuron("conv_b", 3)(outputs).numpy(), centre, rtol=1e-6)
+    np.testing.assert_allclose(numpy(combined(outputs)), means[:, 4] - 2 * means[:, 7] + means[:, 1], rtol=1e-5)
+    centre = numpy(maps)[:, 4, 4, 3]
+    np.testing.assert_allclose(numpy(F.neuron("conv_b", 3)(outputs)), centre, rtol=1e-6)
+    np.testing.assert_allclose(numpy(F.neuron("conv_b", [3, 5], x=1, y=2)(outputs)), numpy(maps)[[0, 1], 2, 1, [3, 5]], rtol=1e-6)
     with pytest.raises(ValueError, match="one per image, but the batch has 3"):
         F.channel("conv_b", [1, 2]).check(small_vgg, 3)
 
@@ -241,27 +243,57 @@ def test_colour_sqrt_covariance_is_a_square_root():
 
 
 def test_transforms_shapes_and_identity():
-    rng = tf.random.Generator.from_seed(0)
-    images = tf.random.uniform((2, 20, 20, 3), seed=1)
-    assert F.pad(3)(images, rng).shape == (2, 26, 26, 3)
+    rng = np.random.default_rng(0)
+    images = np.random.default_rng(1).random((2, 20, 20, 3)).astype(np.float32)
+    assert F.pad(3)(images).shape == (2, 26, 26, 3)
     assert F.jitter(4)(images, rng).shape == (2, 16, 16, 3)
-    assert tuple(F.random_scale([1.5])(images, rng).shape) == (2, 30, 30, 3)
-    np.testing.assert_allclose(F.random_rotate([0])(images, rng).numpy(), images.numpy(), atol=1e-6)
-    rotated = F.random_rotate([90])(images, rng).numpy()
-    np.testing.assert_allclose(rotated[0, :, :, 0], np.rot90(images.numpy()[0, :, :, 0], k=1), atol=1e-4)
-    variable = tf.Variable(images)
-    with tf.GradientTape() as tape:
-        out = images
-        for t in F.standard_transforms():
-            out = t(variable, rng) if out is images else t(out, rng)
-        total = tf.reduce_sum(out)
-    assert tape.gradient(total, variable) is not None
+    # A jitter is a crop at the drawn offset (dy, dx).
+    np.testing.assert_array_equal(numpy(F.jitter(4)(images, np.array([1, 3]))), images[:, 1:17, 3:19])
+    # Scaling and rotating keep the canvas, so a compiled step is traced once.
+    assert tuple(F.random_scale([1.5])(images, rng).shape) == (2, 20, 20, 3)
+    np.testing.assert_allclose(numpy(F.random_scale([1.0])(images, rng)), images, atol=1e-6)
+    np.testing.assert_allclose(numpy(F.random_rotate([0])(images, rng)), images, atol=1e-6)
+    rotated = numpy(F.random_rotate([90])(images, rng))
+    np.testing.assert_allclose(rotated[0, :, :, 0], np.rot90(images[0, :, :, 0], k=1), atol=1e-4)
+    # Zoom by 2 about the centre of an odd-sized image: output (x, y) reads input
+    # (c + (x - c) / 2, c + (y - c) / 2); with x, y = c +- 2 that is a pixel exactly.
+    odd = images[:, :19, :19]
+    zoomed = numpy(F.random_scale([2.0])(odd, rng))
+    np.testing.assert_allclose(zoomed[:, 7:12:2, 7:12:2], odd[:, 8:11, 8:11], atol=1e-5)
+    with pytest.raises(TypeError, match="random"):
+        F.jitter(2)(images)
+    with pytest.raises(ValueError, match="positive factors"):
+        F.random_scale([0.0, 1.0])
+    with pytest.raises(TypeError, match="not a Transform"):
+        F.transforms.compose(lambda x, rng: x)
+
+
+def test_transforms_draw_with_numpy_the_same_on_every_backend():
+    """The parameters come from NumPy's generator alone: a fixed seed fixes them, in order."""
+    transform = F.transforms.compose(*F.standard_transforms())
+    first = [transform.draw(np.random.default_rng(7)) for _ in range(2)]
+    np.testing.assert_array_equal(first[0], first[1])
+    rng = np.random.default_rng(7)
+    dy, dx = rng.integers(0, 9, size=2)
+    scale = [1 + i / 100 for i in range(-5, 6)][rng.integers(0, 11)]
+    angle = list(range(-5, 6))[rng.integers(0, 11)]
+    dy2, dx2 = rng.integers(0, 5, size=2)
+    np.testing.assert_allclose(first[0], [dy, dx, scale, angle, dy2, dx2], rtol=1e-7)
+    assert transform.size == 6 and first[0].dtype == np.float32
+
+
+def test_standard_transforms_have_a_gradient():
+    images = np.random.default_rng(1).random((2, 20, 20, 3)).astype(np.float32)
+    transform = F.transforms.compose(*F.standard_transforms())
+    params = transform.draw(np.random.default_rng(0))
+    g = gradient(lambda x: keras.ops.sum(transform(x, params), axis=(1, 2, 3)), images)
+    assert g.shape == images.shape and np.all(np.isfinite(g)) and np.abs(g).sum() > 0
 
 
 @pytest.mark.parametrize("make", [F.fourier_image, F.pixel_image])
 def test_regularised_render_raises_the_objective(small_vgg, make):
     param = make(2, 32, seed=0)
-    before = param().numpy()
+    before = numpy(param())
     assert before.shape == (2, 32, 32, 3) and np.all((before > 0) & (before < 1))
     result = F.render(
         small_vgg,
@@ -279,7 +311,7 @@ def test_regularised_render_raises_the_objective(small_vgg, make):
 
 def test_fourier_image_spectrum_is_scaled_towards_low_frequencies():
     param = F.fourier_image(1, 64, sd=1.0, seed=0)
-    image = param.decode(param.variable).numpy()[0, :, :, 0]
+    image = numpy(param.decode(param.variable))[0, :, :, 0]
     power = np.abs(np.fft.rfft2(image)) ** 2
     low, high = power[1:4, 1:4].mean(), power[28:32, 28:32].mean()
     assert low > 100 * high
@@ -288,7 +320,7 @@ def test_fourier_image_spectrum_is_scaled_towards_low_frequencies():
 def test_vgg16_preprocess_matches_keras():
     rgb = np.random.default_rng(0).random((2, 5, 5, 3)).astype(np.float32)
     expected = keras.applications.vgg16.preprocess_input(rgb * 255.0)
-    np.testing.assert_allclose(F.vgg16_preprocess(tf.constant(rgb)).numpy(), expected, atol=1e-4)
+    np.testing.assert_allclose(numpy(F.vgg16_preprocess(rgb)), expected, atol=1e-4)
 
 
 def test_render_rejects_what_it_cannot_use(small_vgg):
@@ -331,3 +363,28 @@ def test_explorer_renders_on_demand_and_caches(small_vgg, dead_model):
     assert len(dead.cache) == 3
     assert "dead" in dead._title(("conv", 1, "book", 10)) and "dead" not in dead._title(("conv", 0, "book", 10))
     assert len(dead.figure([("conv", 0, "book"), ("conv", 1, "book")]).axes) == 2
+
+
+# --- the inverse real FFT and the backends ---------------------------------------------------
+
+
+@pytest.mark.parametrize("height, width", [(8, 8), (7, 9), (6, 5), (5, 1)])
+def test_irfft2_matches_numpy(height, width):
+    """Reference: numpy.fft.irfft2 in float64, on random half spectra whose zero- and
+    Nyquist-frequency columns are not Hermitian (irfft2 drops their imaginary parts)."""
+    from chollet_viz.filters.param import irfft2
+
+    rng = np.random.default_rng(height * 10 + width)
+    shape = (2, 3, height, width // 2 + 1)
+    real, imag = rng.normal(size=shape), rng.normal(size=shape)
+    expected = np.fft.irfft2(real + 1j * imag, s=(height, width))
+    # float32, as the Fourier parameterisation runs: a few float32 roundings of O(1) values.
+    out32 = numpy(irfft2(keras.ops.convert_to_tensor(real.astype(np.float32)), keras.ops.convert_to_tensor(imag.astype(np.float32)), (height, width)))
+    assert out32.shape == expected.shape
+    np.testing.assert_allclose(out32, expected, atol=1e-5)
+    # float64 where the backend keeps it (JAX without jax_enable_x64 computes in float32).
+    out64 = irfft2(keras.ops.convert_to_tensor(real), keras.ops.convert_to_tensor(imag), (height, width))
+    if keras.backend.standardize_dtype(out64.dtype) == "float64":
+        np.testing.assert_allclose(numpy(out64), expected, atol=1e-12)
+    with pytest.raises(ValueError, match=r"needs spectra of shape \(\.\.\., 4, 3\)"):
+        irfft2(keras.ops.convert_to_tensor(real), keras.ops.convert_to_tensor(imag), (4, 4))

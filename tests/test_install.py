@@ -13,7 +13,11 @@ import re
 import tomllib
 from pathlib import Path
 
+import pytest
+
 import chollet_viz
+
+pytestmark = pytest.mark.backend_independent  # conftest.py: on the TensorFlow job only
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]

@@ -18,6 +18,8 @@ from chollet_viz import deconvnet as dc
 from chollet_viz import filters as F
 from chollet_viz import layers as L
 
+from _autodiff import numpy as to_numpy  # tensors of any backend (PyTorch: detached) as NumPy
+
 ATOL = 1e-5
 
 
@@ -33,7 +35,7 @@ def by_hand(model_layers, x, stop=None):
         x = layer(x)
         if layer.name == stop:
             tapped = x
-    return np.asarray(x), None if tapped is None else np.asarray(tapped)
+    return to_numpy(x), None if tapped is None else to_numpy(tapped)
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +83,7 @@ def test_filters_reach_a_layer_of_mobilenetv2_nested_in_a_sequential(mobilenet_i
     # Reference: the base's own graph, cut by hand. The first entry of the history is the
     # book's loss at the start, the filter's mean activation.
     reference = keras.Model(base.input, base.get_layer(name).output)
-    maps = np.asarray(reference(start))
+    maps = to_numpy(reference(start))
     np.testing.assert_allclose(result.history[0], [maps[0, ..., 0].mean(), maps[1, ..., 1].mean()], rtol=1e-5, atol=ATOL)
     assert not np.allclose(result.images, start)  # two steps moved the images
     assert F.conv_layer_names(model)[0] == f"{base.name}/Conv1"
@@ -91,7 +93,7 @@ def test_the_same_nested_layer_is_found_by_activations_cam_and_filters(mobilenet
     base, model = mobilenet_in_sequential
     name = "block_1_expand_relu"
     x = images(2, 96, seed=3)
-    expected = np.asarray(keras.Model(base.input, base.get_layer(name).output)(x))  # reference
+    expected = to_numpy(keras.Model(base.input, base.get_layer(name).output)(x))  # reference
     path = f"{base.name}/{name}"
 
     got = A.activations(model, x, layers=[name])
@@ -102,10 +104,10 @@ def test_the_same_nested_layer_is_found_by_activations_cam_and_filters(mobilenet
     explainer.explain(x)
     assert explainer.layer == path
     _, features = explainer.scored.logits_and_features(x)
-    np.testing.assert_allclose(np.asarray(features), expected, atol=ATOL)
+    np.testing.assert_allclose(to_numpy(features), expected, atol=ATOL)
 
     for request in (name, path):  # by name and by path
-        np.testing.assert_allclose(np.asarray(F.cut_model(model, [request])(x)), expected, atol=ATOL)
+        np.testing.assert_allclose(to_numpy(F.cut_model(model, [request])(x)), expected, atol=ATOL)
 
 
 # --- one layer, four parts of the package --------------------------------------------------
@@ -118,10 +120,10 @@ def test_deconvnet_activations_cam_and_filters_agree_on_a_nested_conv_pool_base(
     assert deconv.pool_layers == ("pool1", "pool2")
     np.testing.assert_allclose(deconv.feature_map(x, "pool2"), expected, atol=ATOL)
     np.testing.assert_allclose(A.activations(classifier, x, layers=["pool2"])["base/pool2"], expected, atol=ATOL)
-    np.testing.assert_allclose(np.asarray(F.cut_model(classifier, ["base/pool2"])(x)), expected, atol=ATOL)
+    np.testing.assert_allclose(to_numpy(F.cut_model(classifier, ["base/pool2"])(x)), expected, atol=ATOL)
     explainer = cam.GradCAM(classifier, "pool2")
     explainer.explain(x)
-    np.testing.assert_allclose(np.asarray(explainer.scored.logits_and_features(x)[1]), expected, atol=ATOL)
+    np.testing.assert_allclose(to_numpy(explainer.scored.logits_and_features(x)[1]), expected, atol=ATOL)
     assert explainer.layer == "base/pool2"
 
 
@@ -144,13 +146,13 @@ def test_tapped_model_of_a_sequential_convnet_with_a_flatten_dense_head():
     out, tapped = by_hand(model.layers, x, stop="conv2")  # reference: the layers in order
     replayed = L.tapped_model(model, ["conv2"])
     got_out, got_tap = replayed.model(x)
-    np.testing.assert_allclose(np.asarray(got_out), out, atol=ATOL)
-    np.testing.assert_allclose(np.asarray(got_tap), tapped, atol=ATOL)
+    np.testing.assert_allclose(to_numpy(got_out), out, atol=ATOL)
+    np.testing.assert_allclose(to_numpy(got_tap), tapped, atol=ATOL)
     assert replayed.shapes["flat"] == (None, 36)  # 3 x 3 x 4
     cut = L.cut_model(model, ["conv2", "pool"])
     got_conv2, got_pool = cut(x)
-    np.testing.assert_allclose(np.asarray(got_conv2), tapped, atol=ATOL)
-    np.testing.assert_allclose(np.asarray(got_pool), np.asarray(model.layers[1](model.layers[0](x))), atol=ATOL)
+    np.testing.assert_allclose(to_numpy(got_conv2), tapped, atol=ATOL)
+    np.testing.assert_allclose(to_numpy(got_pool), to_numpy(model.layers[1](model.layers[0](x))), atol=ATOL)
     assert "probs" not in [layer.name for layer in cut.layers]  # nothing after the deepest tap
 
 
@@ -177,8 +179,8 @@ def test_path_lookup_two_levels_down_and_ambiguous_names():
     with pytest.raises(ValueError, match=r"'conv' is ambiguous in model 'outer': it names left/inner/conv, right/conv"):
         L.find_layer(model, "conv")
     x = images(1, 6, channels=2, seed=6)
-    expected = np.asarray(inner.layers[0](x))  # reference: the layer called by hand
-    np.testing.assert_allclose(np.asarray(L.cut_model(model, "left/inner/conv")(x)), expected, atol=ATOL)
+    expected = to_numpy(inner.layers[0](x))  # reference: the layer called by hand
+    np.testing.assert_allclose(to_numpy(L.cut_model(model, "left/inner/conv")(x)), expected, atol=ATOL)
 
 
 # --- errors ------------------------------------------------------------------------------

@@ -84,3 +84,43 @@ def test_vgg16_preprocess_equals_keras_and_leaves_its_input_alone():
     np.testing.assert_allclose(np.asarray(models.vgg16_preprocess(images)), expected, atol=1e-4)
     np.testing.assert_array_equal(images, before)
     assert np.asarray(models.vgg16_preprocess(images.astype("uint8"))).dtype == np.float32
+
+
+def _numpy_small_convnet(weights_file, images):
+    """The small convnet's forward pass in float64 NumPy, on the arrays read straight from
+    the shipped ``.weights.h5`` (Keras 3 stores each layer's variables under
+    ``layers/<auto name>/vars/<i>``: conv2d, conv2d_1, ..., dense, dense_1, in layer order)."""
+    import h5py
+
+    with h5py.File(weights_file, "r") as f:
+        var = lambda layer, i: np.asarray(f[f"layers/{layer}/vars/{i}"], np.float64)  # noqa: E731
+        convs = [(var(n, 0), var(n, 1)) for n in ("conv2d", "conv2d_1", "conv2d_2", "conv2d_3")]
+        dense = [(var(n, 0), var(n, 1)) for n in ("dense", "dense_1")]
+    x = np.asarray(images, np.float64)
+    for kernel, bias in convs:  # 3x3 "valid" cross-correlation (HWIO kernel), ReLU, 2x2 max pooling
+        h, w = x.shape[1] - 2, x.shape[2] - 2
+        x = sum(x[:, dy : dy + h, dx : dx + w] @ kernel[dy, dx] for dy in range(3) for dx in range(3)) + bias
+        x = np.maximum(x, 0)
+        h, w = h // 2, w // 2
+        x = x[:, : 2 * h, : 2 * w].reshape(len(x), h, 2, w, 2, -1).max(axis=(2, 4))
+    x = x.reshape(len(x), -1)  # Flatten: row-major over (height, width, channels)
+    x = np.maximum(x @ dense[0][0] + dense[0][1], 0)  # Dropout is the identity at inference
+    return 1 / (1 + np.exp(-(x @ dense[1][0] + dense[1][1])))
+
+
+def test_trained_small_convnet_gives_the_shipped_weights_outputs_on_this_backend():
+    """The shipped weights load on every Keras backend: the model's probabilities equal a
+    float64 NumPy forward pass on the weight file's own arrays (float32 through four
+    convolutions and a 6272x512 dense layer: within 1e-5)."""
+    from chollet_viz.data import fetch
+    from chollet_viz.datasets import dogs_vs_cats_files, load_image
+
+    files, labels = dogs_vs_cats_files("test")
+    chosen = [0, 1, len(files) - 2, len(files) - 1]  # two cats, two dogs
+    assert list(labels[chosen]) == [0, 0, 1, 1]
+    images = np.stack([load_image(files[i], (150, 150)) / 255 for i in chosen]).astype("float32")
+    expected = _numpy_small_convnet(fetch("cats_and_dogs_small"), images)
+    got = np.asarray(models.cats_and_dogs_small(pretrained=True).predict(images, verbose=0), np.float64)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
+    # Trained, not a constant: the four images get clearly different probabilities.
+    assert np.ptp(expected) > 0.1

@@ -4,6 +4,8 @@ import pytest
 
 from chollet_viz.progress import progress, progress_enabled
 
+pytestmark = pytest.mark.backend_independent  # conftest.py: on the TensorFlow job only
+
 
 @pytest.mark.parametrize("value, enabled", [("0", False), ("off", False), ("False", False), ("1", True), ("", True)])
 def test_the_environment_variable_switches_bars(monkeypatch, value, enabled):

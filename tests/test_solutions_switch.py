@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.backend_independent  # conftest.py: on the TensorFlow job only
+
 ROOT = Path(__file__).resolve().parent.parent
 pytest.importorskip("sphinx", reason="the book extra (pip install -e '.[book]') builds the book")
 _spec = importlib.util.spec_from_file_location("solutions_switch", ROOT / "book" / "_ext" / "solutions_switch.py")

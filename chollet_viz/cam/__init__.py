@@ -9,17 +9,38 @@ second base (``PixelAttribution``): gradient saliency, SmoothGrad, Integrated Gr
 occlusion and guided backpropagation (with guided Grad-CAM); ``attribution_heatmaps``
 turns their attributions into heatmaps. Deletion and insertion curves, average drop and
 increase in confidence measure how faithful a heatmap is.
+
+Everything runs on Keras 3's TensorFlow, JAX and PyTorch backends; on JAX and PyTorch,
+importing this package leaves TensorFlow unimported.
 """
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
-import keras
 import numpy as np
 
+from . import sanity
 from ._core import ScoredModel
+from .attribution import (
+    AttributionResult,
+    IntegratedGradients,
+    Occlusion,
+    PixelAttribution,
+    Saliency,
+    SmoothGrad,
+    attribution_heatmaps,
+)
+from .faithfulness import (
+    ConfidenceChange,
+    FaithfulnessCurve,
+    blurred,
+    confidence_change,
+    deletion_curve,
+    insertion_curve,
+    pixel_order,
+)
+from .guided import GuidedBackprop, guided_grad_cam, saliency_to_image
 from .methods import (
     CAM,
     CAMResult,
@@ -36,50 +57,6 @@ from .methods import (
     normalize_heatmaps,
     upsample,
 )
-
-# Pixel attributions, faithfulness curves and sanity checks still use TensorFlow
-# (``tf.GradientTape``, ``tf.image``). On the TensorFlow backend they are imported here as
-# always; on JAX or PyTorch only when first used, so that the CAM methods import without
-# TensorFlow.
-_TENSORFLOW_ONLY = {
-    "attribution": ("AttributionResult", "IntegratedGradients", "Occlusion", "PixelAttribution", "Saliency",
-                    "SmoothGrad", "attribution_heatmaps"),
-    "faithfulness": ("ConfidenceChange", "FaithfulnessCurve", "blurred", "confidence_change", "deletion_curve",
-                     "insertion_curve", "pixel_order"),
-    "guided": ("GuidedBackprop", "guided_grad_cam", "saliency_to_image"),
-}
-_LAZY = {name: module for module, names in _TENSORFLOW_ONLY.items() for name in names}
-
-
-def __getattr__(name):
-    if name == "sanity":
-        return importlib.import_module(f"{__name__}.sanity")
-    if name in _LAZY:
-        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-if keras.backend.backend() == "tensorflow":
-    from . import sanity  # noqa: F401
-    from .attribution import (  # noqa: F401
-        AttributionResult,
-        IntegratedGradients,
-        Occlusion,
-        PixelAttribution,
-        Saliency,
-        SmoothGrad,
-        attribution_heatmaps,
-    )
-    from .faithfulness import (  # noqa: F401
-        ConfidenceChange,
-        FaithfulnessCurve,
-        blurred,
-        confidence_change,
-        deletion_curve,
-        insertion_curve,
-        pixel_order,
-    )
-    from .guided import GuidedBackprop, guided_grad_cam, saliency_to_image  # noqa: F401
 
 
 def conv_layers(model, input_shape=None) -> list[str]:

@@ -229,11 +229,15 @@ class ScoredModel:
 
     # Running ---------------------------------------------------------------------------
 
-    @property
-    def replayed(self) -> keras.Model:
+    def _built(self):
+        """The replay (model and feature offset), or a clear error before the first build."""
         if self._replayed is None:
             raise RuntimeError("The model is built at its first call.")
-        return self._replayed.model
+        return self._replayed
+
+    @property
+    def replayed(self) -> keras.Model:
+        return self._built().model
 
     def class_indices(self, class_index, batch: int) -> np.ndarray:
         """Requested classes as int32 of shape (batch,); -1 asks for the top class."""
@@ -272,8 +276,7 @@ class ScoredModel:
     def logits_and_features(self, x, delta=None):
         """Class logits and the feature map; ``delta`` (zeros) is added to the features,
         so that the gradient with respect to it is the gradient with respect to them."""
-        self.replayed  # noqa: B018 (a clear error before the first build)
-        outs = self._replayed(x, None if delta is None else [delta], training=False)
+        outs = self._built()(x, None if delta is None else [delta], training=False)
         if not isinstance(outs, (list, tuple)):  # a one-output model returns a bare tensor
             outs = [outs]
         return (outs[0], outs[1]) if self.layer_path is not None else (outs[0], None)
@@ -295,13 +298,6 @@ def compile_fn(fn, compiled: bool, state=None):
     """``fn`` compiled for the backend (``backend.compile``; ``state``: the model whose
     weights it reads), or ``fn`` itself when not ``compiled``."""
     return backend.compile(fn, state=state) if compiled else fn
-
-
-def gradients(score, sources, tape):
-    """TensorFlow only (pixel attributions still record a ``tf.GradientTape``): gradient of
-    the summed per-sample scores, per sample since samples don't interact; zeros where
-    unconnected."""
-    return tape.gradient(score, sources, unconnected_gradients="zero")
 
 
 def feature_gradients(scored: ScoredModel, x, requested):

@@ -8,6 +8,9 @@ models too), the class is each image's top class, one for all, or one per image,
 model runs in compiled passes over at most ``batch_size`` images at a time. Each method
 says only how it builds its attribution (``_attribute``) from two compiled primitives:
 the class score of a stack of images and its gradient with respect to them.
+Written with ``keras.ops``; the gradient and the compilation come from
+``chollet_viz.backend``, so the attributions run on TensorFlow, JAX and PyTorch alike.
+Random draws (SmoothGrad's noise) are made in NumPy, so every backend sees the same ones.
 
 Attributions have the images' shape ``(batch, height, width, channels)`` (occlusion:
 one channel) in the model's input space; ``attribution_heatmaps`` turns them into
@@ -20,9 +23,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
-from ._core import ScoredModel, as_batch, class_index_of_top, compile_fn, gradients
+from .. import backend
+from ._core import ScoredModel, as_batch, chosen_class, compile_fn
 from .methods import normalize_heatmaps
 
 REDUCTIONS = ("abs_max", "abs_sum", "sum")
@@ -164,23 +168,20 @@ class PixelAttribution:
 
     def _scores(self, x, requested):
         logits, _ = self.scored.logits_and_features(x)
-        index = tf.where(requested < 0, class_index_of_top(logits), requested)
+        index = chosen_class(logits, requested)
         return self.scored.class_score(logits, index), index
 
     def _gradient(self, x, requested):
-        with tf.GradientTape() as tape:
-            tape.watch(x)  # the input is no variable: watch it explicitly
-            logits, _ = self.scored.logits_and_features(x)
-            index = tf.where(requested < 0, class_index_of_top(logits), requested)
-            score = self.scored.class_score(logits, index)
-        return gradients(score, x, tape), score, index
+        (score, index), (grads,) = backend.value_and_grad(lambda v: self._scores(v, requested), x, has_aux=True)
+        return grads, score, index
 
     def _chunks(self, fn, x, requested) -> list[np.ndarray]:
         """``fn`` over ``batch_size`` images at a time; its outputs concatenated."""
         x, requested = np.asarray(x, np.float32), np.asarray(requested, np.int32)
-        outs = [fn(tf.constant(x[i : i + self.batch_size]), tf.constant(requested[i : i + self.batch_size]))
+        outs = [backend.to_numpy(fn(ops.convert_to_tensor(x[i : i + self.batch_size]),
+                                    ops.convert_to_tensor(requested[i : i + self.batch_size])))
                 for i in range(0, len(x), self.batch_size)]
-        return [np.concatenate([out[k].numpy() for out in outs]) for k in range(len(outs[0]))]
+        return [np.concatenate([out[k] for out in outs]) for k in range(len(outs[0]))]
 
     def scores(self, x, requested) -> tuple[np.ndarray, np.ndarray]:
         """Class scores (n,) of the images ``x`` (n, h, w, c), and the classes explained
@@ -210,8 +211,10 @@ class PixelAttribution:
     def _prepare(self, images, class_index):
         batch, single, requested = self.scored.prepare(images, class_index)
         if self._score_fn is None:
-            self._score_fn = compile_fn(self._scores, self.compiled)
-            self._gradient_fn = compile_fn(self._gradient, self.compiled)
+            # state: under JAX the weights are arguments of the compiled passes, so a model
+            # changed in place afterwards (the sanity checks' randomisation) is seen.
+            self._score_fn = compile_fn(self._scores, self.compiled, state=self.model)
+            self._gradient_fn = compile_fn(self._gradient, self.compiled, state=self.model)
         return batch, single, requested
 
     def explain(self, images, class_index=None) -> AttributionResult:

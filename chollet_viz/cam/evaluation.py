@@ -33,8 +33,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
+import keras
 import numpy as np
 
+from .. import backend
 from ._core import ScoredModel, as_batch
 from .faithfulness import _Curves, confidence_change
 
@@ -446,6 +448,16 @@ def evaluate(
 # --- the cache ---------------------------------------------------------------------------
 
 
+def _accelerator() -> str:
+    """The devices other than CPUs that Keras' backend sees, as ``keras.distribution`` lists them."""
+    try:
+        devices = keras.distribution.list_devices()
+    except (AttributeError, RuntimeError):  # the torch backend has no distribution library
+        return f"unknown (keras.distribution lists no devices on the {keras.backend.backend()} backend)"
+    others = [d for d in devices if not str(d).lower().startswith("cpu")]
+    return ", ".join(map(str, others)) if others else "none (CPU)"
+
+
 def machine_description(note: str = "") -> dict:
     """The machine the times were measured on."""
     cpu = platform.processor() or ""
@@ -460,15 +472,7 @@ def machine_description(note: str = "") -> dict:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:
         usable = os.cpu_count()
-    out = {"platform": platform.platform(), "cpu": cpu, "cores": usable, "accelerator": "none (CPU)"}
-    try:
-        import tensorflow as tf
-
-        gpus = tf.config.list_physical_devices("GPU")
-        if gpus:
-            out["accelerator"] = ", ".join(g.name for g in gpus)
-    except ImportError:
-        pass
+    out = {"platform": platform.platform(), "cpu": cpu, "cores": usable, "accelerator": _accelerator()}
     try:  # other work on the machine slows the methods down: say how busy it was
         out["load_average_1_5_15_min"] = [round(v, 1) for v in os.getloadavg()]
     except OSError:
@@ -483,12 +487,13 @@ def versions() -> dict:
     import subprocess
     import sys
 
-    import keras
-    import tensorflow as tf
-
     from .. import __version__
 
-    out = {"chollet_viz": __version__, "python": sys.version.split()[0], "tensorflow": tf.__version__,
+    name = backend.name()
+    # Keras has imported its backend's library; its distribution's name varies
+    # (tensorflow, tensorflow-cpu, ...), so the module says its own version.
+    library = getattr(sys.modules.get(name), "__version__", "unknown")
+    out = {"chollet_viz": __version__, "python": sys.version.split()[0], "keras_backend": name, name: library,
            "keras": keras.__version__, "numpy": np.__version__}
     try:
         root = Path(__file__).resolve().parents[2]
@@ -607,10 +612,8 @@ def check_cached(
     settings = cached.settings
     scored = ScoredModel(model, False)
     scored.build(images.shape)
-    import tensorflow as tf
-
-    logits, _ = scored.logits_and_features(tf.constant(images))
-    top = np.asarray(logits).argmax(axis=1)
+    logits, _ = scored.logits_and_features(keras.ops.convert_to_tensor(images))
+    top = backend.to_numpy(logits).argmax(axis=1)
     class_mismatches = [f"{expected.images[i]}: top-1 class {top[i]}, cached {expected.class_index[i]}"
                         for i in range(len(top)) if top[i] != expected.class_index[i]]
     unknown = set(methods) - set(cached.results)
@@ -737,8 +740,6 @@ def main(argv=None):
     parser.add_argument("--no-register", action="store_true", help="do not record OUT in data/registry.json")
     args = parser.parse_args(argv)
 
-    import tensorflow as tf
-
     from ..efficientnet import preprocess_input
     from ..models import efficientnet_lite0
 
@@ -746,8 +747,8 @@ def main(argv=None):
     layer = "head_relu"
 
     def top_classes(x):
-        return np.concatenate([np.asarray(model(tf.constant(x[i : i + 25]), training=False)).argmax(1)
-                               for i in range(0, len(x), 25)])
+        return np.concatenate([backend.to_numpy(model(keras.ops.convert_to_tensor(x[i : i + 25]), training=False))
+                               .argmax(1) for i in range(0, len(x), 25)])
 
     if args.only is None:
         everything = test_image_names(args.per_class)

@@ -9,6 +9,8 @@ the insertion curve rise fast (large area). Areas are over the fraction of pixel
 Chattopadhay et al. (Grad-CAM++, 2018, sec. 6.2), as the Score-CAM paper tabulates them:
 *average drop* and *increase in confidence* compare the class probability of the image
 with that of the image multiplied by its heatmap, the "explanation map" (``confidence_change``).
+
+Written with ``keras.ops`` and NumPy: runs on TensorFlow, JAX and PyTorch alike.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
-from ._core import ScoredModel, as_batch, class_index_of_top, compile_fn
+from .. import backend
+from ._core import ScoredModel, as_batch, chosen_class, compile_fn
 from .methods import upsample
 
 
@@ -35,12 +38,26 @@ class FaithfulnessCurve:
         return np.trapezoid(self.scores, self.fractions, axis=-1)
 
 
+def _area_weights(size: int, out: int) -> np.ndarray:
+    """(out, size) matrix of area (box-filter) resampling along one axis: output pixel ``i``
+    averages the input interval [i s, (i + 1) s), s = size / out, pixels cut by its edges
+    counting by the part of them inside (TensorFlow's ``resize(method="area")``)."""
+    scale = size / out
+    edges = np.arange(out + 1) * scale
+    pixels = np.arange(size)
+    overlap = np.minimum(pixels[None] + 1, edges[1:, None]) - np.maximum(pixels[None], edges[:-1, None])
+    return np.maximum(overlap, 0) / scale
+
+
 def blurred(images, factor: int = 8) -> np.ndarray:
     """A strongly blurred copy: area-downsample by ``factor``, bilinear back up."""
     batch, single = as_batch(images)
     h, w = batch.shape[1:3]
-    small = tf.image.resize(batch, (max(h // factor, 1), max(w // factor, 1)), method="area")
-    out = tf.image.resize(small, (h, w), method="bilinear").numpy()
+    # keras.ops.image.resize has "area" on TensorFlow only: the box filter is written out
+    # (float64, separable), the same on every backend.
+    rows, columns = _area_weights(h, max(h // factor, 1)), _area_weights(w, max(w // factor, 1))
+    small = np.einsum("ih,bhwc,jw->bijc", rows, batch.astype(np.float64), columns).astype(np.float32)
+    out = backend.to_numpy(ops.image.resize(ops.convert_to_tensor(small), (h, w), interpolation="bilinear"))
     return out[0] if single else out
 
 
@@ -55,19 +72,20 @@ class _Curves:
         if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
             raise ValueError(f"batch_size must be an integer of at least 1, got {batch_size!r}.")
         self.batch_size = int(batch_size)
-        self._fn = compile_fn(self._scores, True)
+        self._fn = compile_fn(self._scores, True, state=model)
 
     def _scores(self, x, requested):
         logits, _ = self.scored.logits_and_features(x)
-        index = tf.where(requested < 0, class_index_of_top(logits), requested)
+        index = chosen_class(logits, requested)
         return self.scored.class_score(logits, index), index
 
     def score_rows(self, x, requested) -> tuple[np.ndarray, np.ndarray]:
         """Scores and classes of the images ``x``, ``batch_size`` at a time (-1: top class)."""
         x, requested = np.asarray(x, np.float32), np.asarray(requested, np.int32)
-        outs = [self._fn(tf.constant(x[i : i + self.batch_size]), tf.constant(requested[i : i + self.batch_size]))
+        outs = [backend.to_numpy(self._fn(ops.convert_to_tensor(x[i : i + self.batch_size]),
+                                          ops.convert_to_tensor(requested[i : i + self.batch_size])))
                 for i in range(0, len(x), self.batch_size)]
-        return np.concatenate([s.numpy() for s, _ in outs]), np.concatenate([i.numpy() for _, i in outs])
+        return np.concatenate([s for s, _ in outs]), np.concatenate([i for _, i in outs])
 
     def prepare(self, images, heatmaps, class_index):
         """The batch, its heatmaps (b, h', w') and the requested classes, checked."""

@@ -24,8 +24,8 @@ from typing import Callable, Iterator, Mapping
 
 import keras
 import numpy as np
-import tensorflow as tf
 
+from .. import backend
 from ..layers import leaf_layers
 from ._core import ScoredModel, class_index_of_top
 
@@ -297,8 +297,8 @@ def cascading_test(
         # The top class from the logits, as every method decides it (one sigmoid unit: logit > 0).
         scored = ScoredModel(model, False)
         scored.build(images.shape)
-        logits, _ = scored.logits_and_features(tf.constant(images))
-        class_index = class_index_of_top(logits).numpy()
+        logits, _ = scored.logits_and_features(keras.ops.convert_to_tensor(images))
+        class_index = backend.to_numpy(class_index_of_top(logits))
     index = np.asarray(class_index)
     if index.ndim > 1 or (index.ndim == 1 and len(index) != len(images)) or not np.issubdtype(index.dtype, np.integer):
         raise ValueError(

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..backend import to_numpy
 from ._layers import channel_count, check_channels, cut_model, feature_layer
 from .objectives import channel
 from .param import Pixels
@@ -137,7 +138,7 @@ def dead_at_start(model, layer_name: str, start) -> list[int]:
     feature_layer(model, layer_name)
     start = np.asarray(start, dtype=np.float32)
     start = start[None] if start.ndim == 3 else start[:1]
-    maps = np.asarray(cut_model(model, [layer_name])(start))[0]
+    maps = to_numpy(cut_model(model, [layer_name])(start))[0]
     return [int(i) for i in np.flatnonzero(np.all(maps == 0, axis=(0, 1)))]
 
 

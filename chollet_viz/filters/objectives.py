@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from numbers import Real
 
 import keras
-import tensorflow as tf
+import numpy as np
 
 from ._layers import check_channels, get_layer
 
@@ -28,7 +28,7 @@ class Objective:
     """A score per image, computed from a dict {layer name: layer output}.
 
     ``checks`` are called as ``check(model, batch_size)`` before rendering so that a bad
-    layer name or filter index fails with a clear message, not deep inside TensorFlow.
+    layer name or filter index fails with a clear message, not deep inside the backend.
     """
 
     def __init__(self, fn: Callable, layers: Sequence[str], description: str, checks=()):
@@ -37,7 +37,7 @@ class Objective:
         self.description = description
         self.checks = tuple(checks)
 
-    def __call__(self, outputs: dict) -> tf.Tensor:
+    def __call__(self, outputs: dict):
         return self.fn(outputs)
 
     def check(self, model: keras.Model, batch_size: int) -> None:
@@ -117,9 +117,10 @@ def channel(layer: str, index) -> Objective:
         maps = outputs[layer]
         if scalar:
             selected = maps[..., indices]
-        else:
-            selected = tf.gather(maps, tf.constant(indices), axis=3, batch_dims=1)
-        return tf.reduce_mean(selected, axis=(1, 2))
+        else:  # image i's own filter indices[i]
+            index = keras.ops.convert_to_tensor(np.asarray(indices, np.int32).reshape(-1, 1, 1, 1))
+            selected = keras.ops.squeeze(keras.ops.take_along_axis(maps, index, axis=3), axis=3)
+        return keras.ops.mean(selected, axis=(1, 2))
 
     checks = [lambda model, n: check_channels(model, layer, [indices] if scalar else indices)]
     if check_batch:
@@ -134,13 +135,14 @@ def neuron(layer: str, index, x: int | None = None, y: int | None = None) -> Obj
 
     def fn(outputs):
         maps = outputs[layer]
-        shape = tf.shape(maps)
+        shape = keras.ops.shape(maps)
         row = shape[1] // 2 if y is None else y
         col = shape[2] // 2 if x is None else x
         values = maps[:, row, col, :]
         if scalar:
             return values[:, indices]
-        return tf.gather(values, tf.constant(indices), axis=1, batch_dims=1)
+        index = keras.ops.convert_to_tensor(np.asarray(indices, np.int32).reshape(-1, 1))
+        return keras.ops.squeeze(keras.ops.take_along_axis(values, index, axis=1), axis=1)
 
     checks = [lambda model, n: check_channels(model, layer, [indices] if scalar else indices)]
     if check_batch:

@@ -1,7 +1,9 @@
 """Image parameterisations: what gradient ascent actually changes.
 
-A parameterisation holds trainable variables and, called, returns a batch of images
-(batch, height, width, 3). Three are provided:
+A parameterisation holds trainable ``keras.Variable``s (``variables``) and a pure function
+of their values, ``images(*values)``, giving a batch of images (batch, height, width, 3);
+called, ``param()`` gives the images of the variables' current values. Everything is
+``keras.ops``, so it runs on every Keras backend. Three are provided:
 
 - ``Pixels(start)``: the pixels themselves, in whatever space ``start`` is in. The book's
   method uses this in the model's own input space, with no colour constraint.
@@ -17,8 +19,8 @@ e.g. ``vgg16_preprocess``.
 
 from __future__ import annotations
 
+import keras
 import numpy as np
-import tensorflow as tf
 
 from .. import models
 
@@ -27,6 +29,7 @@ __all__ = [
     "RGBImage",
     "pixel_image",
     "fourier_image",
+    "irfft2",
     "COLOUR_SQRT_COVARIANCE",
     "colour_sqrt_covariance",
     "vgg16_preprocess",
@@ -58,14 +61,14 @@ def colour_sqrt_covariance(pixels: np.ndarray) -> np.ndarray:
     return u * np.sqrt(s)
 
 
-def _to_rgb(t: tf.Tensor, decorrelate: bool) -> tf.Tensor:
+def _to_rgb(t, decorrelate: bool):
     """Map unconstrained values to RGB in [0, 1], optionally through correlated colours."""
     if decorrelate:
         # Normalised so that the strongest colour direction has unit length: gradient
         # steps then move brightness and hue at comparable rates.
         m = COLOUR_SQRT_COVARIANCE / np.linalg.norm(COLOUR_SQRT_COVARIANCE, axis=0).max()
-        t = tf.tensordot(t, tf.constant(m.T), axes=1)
-    return tf.sigmoid(t)
+        t = keras.ops.tensordot(t, keras.ops.convert_to_tensor(m.T), axes=1)
+    return keras.ops.sigmoid(t)
 
 
 class Pixels:
@@ -79,13 +82,16 @@ class Pixels:
         start = np.asarray(start, dtype=np.float32)
         if start.ndim != 4:
             raise ValueError(f"start must have shape (batch, height, width, channels), got {start.shape}.")
-        self.image = tf.Variable(start, name="pixels")
+        self.image = keras.Variable(start, name="pixels")
         self.variables = [self.image]
         self.space = space
         self.shape = start.shape
 
-    def __call__(self) -> tf.Tensor:
-        return tf.identity(self.image)
+    def images(self, pixels):
+        return pixels
+
+    def __call__(self):
+        return keras.ops.convert_to_tensor(self.image.value)
 
 
 class RGBImage:
@@ -93,15 +99,18 @@ class RGBImage:
 
     space = "rgb"
 
-    def __init__(self, variable: tf.Variable, decode, shape, decorrelate: bool):
+    def __init__(self, variable: keras.Variable, decode, shape, decorrelate: bool):
         self.variable = variable
         self.variables = [variable]
         self.decode = decode
         self.shape = shape
         self.decorrelate = decorrelate
 
-    def __call__(self) -> tf.Tensor:
-        return _to_rgb(self.decode(self.variable), self.decorrelate)
+    def images(self, values):
+        return _to_rgb(self.decode(values), self.decorrelate)
+
+    def __call__(self):
+        return self.images(self.variable.value)
 
 
 def _shape(batch: int, height: int, width: int | None):
@@ -115,7 +124,7 @@ def pixel_image(batch: int, height: int, width: int | None = None, sd: float = 0
     """RGB images parameterised by their (colour-decorrelated) pixels, starting near grey."""
     batch, height, width = _shape(batch, height, width)
     init = np.random.default_rng(seed).normal(0.0, sd, (batch, height, width, 3)).astype(np.float32)
-    return RGBImage(tf.Variable(init, name="pixels"), lambda v: v, (batch, height, width, 3), decorrelate)
+    return RGBImage(keras.Variable(init, name="pixels"), lambda v: v, (batch, height, width, 3), decorrelate)
 
 
 def _frequency_scale(height: int, width: int, decay_power: float) -> np.ndarray:
@@ -124,7 +133,7 @@ def _frequency_scale(height: int, width: int, decay_power: float) -> np.ndarray:
     fx = np.fft.rfftfreq(width)[None, :]
     freqs = np.sqrt(fx**2 + fy**2)
     scale = 1.0 / np.maximum(freqs, 1.0 / max(height, width)) ** decay_power
-    # irfft2d divides by height * width; this keeps pixel values of order sd * scale.
+    # irfft2 divides by height * width; this keeps pixel values of order sd * scale.
     return (scale * np.sqrt(height * width)).astype(np.float32)
 
 
@@ -144,24 +153,52 @@ def fourier_image(
     easy to change as high ones.
     """
     batch, height, width = _shape(batch, height, width)
-    scale = tf.constant(_frequency_scale(height, width, decay_power))
+    scale = _frequency_scale(height, width, decay_power)
     fh, fw = scale.shape
     init = np.random.default_rng(seed).normal(0.0, sd, (2, batch, 3, fh, fw)).astype(np.float32)
 
     def decode(v):
-        spectrum = tf.complex(v[0] * scale, v[1] * scale)
-        channels_first = tf.signal.irfft2d(spectrum, fft_length=[height, width])
+        scaled = keras.ops.convert_to_tensor(scale)
+        channels_first = irfft2(v[0] * scaled, v[1] * scaled, (height, width))
         # The constant 4 keeps the initial image's values small, as in Lucid.
-        return tf.transpose(channels_first, (0, 2, 3, 1)) / 4.0
+        return keras.ops.transpose(channels_first, (0, 2, 3, 1)) / 4.0
 
-    return RGBImage(tf.Variable(init, name="spectrum"), decode, (batch, height, width, 3), decorrelate)
+    return RGBImage(keras.Variable(init, name="spectrum"), decode, (batch, height, width, 3), decorrelate)
 
 
-def vgg16_preprocess(rgb: tf.Tensor) -> tf.Tensor:
+def irfft2(real, imag, shape):
+    """``numpy.fft.irfft2`` over the last two axes, from ``keras.ops.ifft2``.
+
+    ``real``, ``imag`` (..., height, width // 2 + 1) are the non-negative-frequency half of
+    a spectrum along the last axis, as ``rfft2`` gives it. ``keras.ops`` has no inverse
+    real 2-D FFT, so the other half is filled in by Hermitian symmetry, X[k, l] =
+    conj(X[-k mod height, width - l]), and the real part of the full inverse taken:
+    that also drops the imaginary parts of the zero (and Nyquist) frequency columns,
+    as ``irfft2`` does.
+    """
+    height, width = int(shape[0]), int(shape[1])
+    half = width // 2 + 1
+    if tuple(real.shape[-2:]) != (height, half) or tuple(imag.shape[-2:]) != (height, half):
+        raise ValueError(
+            f"irfft2 to shape {(height, width)} needs spectra of shape (..., {height}, {half}); got "
+            f"{tuple(real.shape)} and {tuple(imag.shape)}."
+        )
+    ops = keras.ops
+    rows = np.array([(-k) % height for k in range(height)], np.int32)
+    columns = np.array([width - l for l in range(half, width)], np.int32)
+    if columns.size:
+        mirrored_real = ops.take(ops.take(real, rows, axis=-2), columns, axis=-1)
+        mirrored_imag = ops.take(ops.take(imag, rows, axis=-2), columns, axis=-1)
+        real = ops.concatenate([real, mirrored_real], axis=-1)
+        imag = ops.concatenate([imag, -mirrored_imag], axis=-1)
+    return ops.ifft2((real, imag))[0]
+
+
+def vgg16_preprocess(rgb):
     """RGB in [0, 1] to the input space of Keras' ImageNet VGG16: 0-255, BGR, mean removed."""
     return models.vgg16_preprocess(rgb * 255.0)
 
 
-def unit_range(rgb: tf.Tensor) -> tf.Tensor:
+def unit_range(rgb):
     """For models that take RGB in [0, 1] (the course's small convnet): nothing to do."""
     return rgb

@@ -1,8 +1,10 @@
 """The render loop: gradient ascent on a batch of images, compiled, with dead-image reporting.
 
 ``render(model, objective, param, ...)`` cuts ``model`` at the layers the objective reads,
-compiles one ascent step with ``tf.function`` and runs it ``steps`` times over the whole
-batch. What changes between methods is only the parts passed in:
+compiles one ascent step (``chollet_viz.backend.Ascent``: ``tf.function``, ``jax.jit`` or
+eager PyTorch) and runs it ``steps`` times over the whole batch. The random transforms'
+parameters are drawn with NumPy outside the step and passed in, so a seed gives the same
+transforms on every backend. What changes between methods is only the parts passed in:
 
 - the book's method: ``Pixels`` in the model's space, no transforms, no preprocessing,
   ``NormalizedAscent(1.0)`` for 40 steps;
@@ -21,8 +23,8 @@ from dataclasses import dataclass, field
 
 import keras
 import numpy as np
-import tensorflow as tf
 
+from .. import backend
 from ..progress import progress as progress_bar
 from ._layers import cut_model
 from .objectives import Objective
@@ -31,10 +33,11 @@ from .transforms import compose
 __all__ = ["NormalizedAscent", "RenderResult", "normalize_gradient", "render", "deprocess_image", "to_uint8"]
 
 
-def normalize_gradient(grads: tf.Tensor, epsilon: float = 1e-5) -> tf.Tensor:
+def normalize_gradient(grads, epsilon: float = 1e-5):
     """The book's normalisation, per image: divide by the gradient's root mean square + epsilon."""
-    axes = list(range(1, len(grads.shape)))
-    rms = tf.sqrt(tf.reduce_mean(tf.square(grads), axis=axes, keepdims=True))
+    grads = keras.ops.convert_to_tensor(grads)
+    axes = tuple(range(1, len(grads.shape)))
+    rms = keras.ops.sqrt(keras.ops.mean(keras.ops.square(grads), axis=axes, keepdims=True))
     return grads / (rms + epsilon)
 
 
@@ -49,25 +52,14 @@ class NormalizedAscent:
         self.step = float(step)
         self.epsilon = float(epsilon)
 
-    def build(self, variables):
-        pass
+    def __call__(self, grads, values):
+        """The new values: an update function for ``backend.Ascent``."""
+        return [v + self.step * normalize_gradient(g, self.epsilon) for g, v in zip(grads, values)]
 
     def apply(self, grads, variables):
-        for g, v in zip(grads, variables):
-            v.assign_add(self.step * normalize_gradient(g, self.epsilon))
-
-
-class _KerasAscent:
-    """A Keras optimizer turned to ascent (it minimises, so it gets the negated gradient)."""
-
-    def __init__(self, optimizer: keras.optimizers.Optimizer):
-        self.optimizer = optimizer
-
-    def build(self, variables):
-        self.optimizer.build(variables)
-
-    def apply(self, grads, variables):
-        self.optimizer.apply_gradients([(-g, v) for g, v in zip(grads, variables)])
+        """The same step applied in place to ``keras.Variable``s."""
+        for variable, new in zip(variables, self(grads, [v.value for v in variables])):
+            variable.assign(new)
 
 
 def deprocess_image(x: np.ndarray) -> np.ndarray:
@@ -180,35 +172,33 @@ def render(
 
     names = objective.layers
     cut = _with_precision(cut_model(model, names), precision)
-    update = optimizer if isinstance(optimizer, NormalizedAscent) else _KerasAscent(optimizer or keras.optimizers.Adam(0.05))
-    update.build(param.variables)
-    rng = tf.random.Generator.from_seed(seed)
+    if optimizer is None:
+        optimizer = keras.optimizers.Adam(0.05)
+    if not isinstance(optimizer, (NormalizedAscent, keras.optimizers.Optimizer)):
+        raise TypeError(f"optimizer must be a Keras optimizer or NormalizedAscent, got {optimizer!r}.")
+    # The param's own variables are optimised in place: afterwards param() is the result.
+    ascent = backend.Ascent(param.variables, optimizer, state=cut)
     transform = compose(*transforms)
+    rng = np.random.default_rng(seed)
     prepare = preprocess or (lambda x: x)
 
-    def scores(x):
-        outputs = cut(x)
+    def scores(images):
+        outputs = cut(prepare(images))
         outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
-        return objective({n: tf.cast(o, tf.float32) for n, o in zip(names, outputs)})
+        return objective({n: keras.ops.cast(o, "float32") for n, o in zip(names, outputs)})
 
-    @tf.function
-    def step():
-        with tf.GradientTape() as tape:
-            value = scores(prepare(transform(param(), rng)))
-            loss = tf.reduce_sum(value)
-        grads = tape.gradient(loss, param.variables)
-        if any(g is None for g in grads):
-            raise ValueError(f"{description} does not depend on the image: its gradient is None.")
-        update.apply(grads, param.variables)
-        return value
+    def score(*args):  # the variables' values, then the transforms' parameters
+        *values, params = args
+        return scores(transform.apply(param.images(*values), params))
 
     start = time.perf_counter()
     history = []
     for _ in progress_bar(range(steps), description, enabled=progress):
-        history.append(step().numpy())
-    history.append(scores(prepare(param())).numpy())  # after the last step, no transforms
+        params = keras.ops.convert_to_tensor(transform.draw(rng))
+        history.append(backend.to_numpy(ascent.step(score, params)))
+    history.append(backend.to_numpy(scores(param())))  # after the last step, no transforms
     history = np.stack(history).astype(np.float64)
-    images = param().numpy()
+    images = backend.to_numpy(param())
     seconds = time.perf_counter() - start
 
     dead = [label for label, column in zip(labels, history.T) if np.all(column == 0)]

@@ -33,6 +33,10 @@ first visit, it checks that
 * every exercise has its solution, and each solution's body is closed on loading (open
   when the book was built with ``CHOLLET_VIZ_SOLUTIONS=shown``, absent with ``removed``;
   the check reads the same variable).
+* every group of per-backend key lines (``book/_ext/backend_tabs.py``) is a tab set of three
+  tabs, TensorFlow, JAX and PyTorch, with TensorFlow's shown on loading; choosing JAX in the
+  first group shows JAX in every group of the page (the tabs are synced). Checked after the
+  screenshot, which shows the TensorFlow tabs.
 
 A page that redirects to another page of the book (``index.html``) is reported as such;
 its target is checked as a page of its own.
@@ -241,6 +245,17 @@ SOLUTIONS_JS = """
 """
 
 
+# The per-backend key lines (book/_ext/backend_tabs.py): each group a sphinx-design tab set.
+BACKEND_TABS = ["TensorFlow", "JAX", "PyTorch"]
+BACKEND_TABS_JS = """
+() => Array.from(document.querySelectorAll(".sd-tab-set.backend-tabs")).map(set => {
+  const labels = Array.from(set.querySelectorAll(":scope > label.sd-tab-label")).map(l => l.textContent.trim());
+  const shown = Array.from(set.querySelectorAll(":scope > .sd-tab-content")).map(c => c.getBoundingClientRect().height > 0);
+  return {labels, shown: labels.filter((_, i) => shown[i])};
+})
+"""
+
+
 # --------------------------------------------------------------------------- checking
 class Checker:
     def __init__(self, root: Path, source: Path, base: str, screenshots: Path | None):
@@ -253,6 +268,7 @@ class Checker:
         self.n_images = 0  # <img> elements checked, every page together
         self.n_fallbacks = 0  # widget outputs whose static image was found in its cell
         self.n_solutions = 0  # exercise solutions whose open/closed state was checked
+        self.n_backend_tabs = 0  # groups of per-backend key lines checked
         self.redirects: dict[str, str] = {}  # page -> the page it sends the reader to
 
     # -- helpers
@@ -356,6 +372,24 @@ class Checker:
             self.screenshots.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(self.screenshots / f"{name}.png"), full_page=True,
                             clip={"x": 0, "y": 0, "width": VIEWPORT["width"], "height": height})
+        failures += self.check_backend_tabs(page)  # after the screenshot: it clicks a tab
+        return failures
+
+    def check_backend_tabs(self, page) -> list[str]:
+        """Each group of key lines has the three backends' tabs, TensorFlow's open, synced on the page."""
+        groups = page.evaluate(BACKEND_TABS_JS)
+        self.n_backend_tabs += len(groups)
+        failures = []
+        for i, group in enumerate(groups):
+            if group["labels"] != BACKEND_TABS:
+                failures.append(f"backend tab group {i + 1} has the tabs {group['labels']}, not {BACKEND_TABS}")
+            if group["shown"] != ["TensorFlow"]:
+                failures.append(f"backend tab group {i + 1} shows {group['shown']} on loading, not ['TensorFlow']")
+        if groups and not failures:
+            page.locator(".sd-tab-set.backend-tabs").first.locator("label.sd-tab-label", has_text="JAX").click()
+            shown = [group["shown"] for group in page.evaluate(BACKEND_TABS_JS)]
+            if shown != [["JAX"]] * len(groups):
+                failures.append(f"after choosing JAX in the first backend tab group the groups show {shown}")
         return failures
 
     def check_solutions(self, page) -> list[str]:
@@ -488,7 +522,8 @@ def main(argv: list[str] | None = None) -> int:
     failed = [p for p in pages if results[p]]
     shots = f", screenshots in {screenshots}" if screenshots else ""
     print(f"{len(pages)} pages, {checker.n_images} images, {n_links} internal links, "
-          f"{checker.n_fallbacks} widget static fallbacks, {checker.n_solutions} solutions checked{shots}; "
+          f"{checker.n_fallbacks} widget static fallbacks, {checker.n_solutions} solutions, "
+          f"{checker.n_backend_tabs} backend tab groups checked{shots}; "
           f"{len(failed)} page(s) failed; {time.monotonic() - start:.0f} s")
     return 1 if failed else 0
 
